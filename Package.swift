@@ -1,0 +1,66 @@
+// swift-tools-version: 6.1
+// Spate: network-traffic analytics over Kafka and Elasticsearch. See README.md.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "Spate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "SpateKafka", targets: ["SpateKafka"]),
+        .library(name: "SpateElastic", targets: ["SpateElastic"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries from Debian, through pkg-config; each is imported by exactly one module.
+        .systemLibrary(
+            name: "CRdKafka", pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(
+            name: "CCurl", pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Generated protobuf-c code (cluster/gen-protos) and its arena allocator.
+        .target(
+            name: "SpateProtos",
+            linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        .target(name: "SpateJSON", swiftSettings: strict),
+        .target(name: "SpateModel", swiftSettings: strict),
+        .target(name: "SpateCodec", dependencies: ["SpateProtos", "SpateModel"], swiftSettings: strict),
+        .target(
+            name: "SpateKafka",
+            dependencies: ["CRdKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .target(
+            name: "SpateElastic",
+            dependencies: ["CCurl", "SpateJSON", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+
+        .target(
+            name: "SpateTestSupport",
+            dependencies: ["SpateKafka", "SpateElastic", "SpateModel"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateCodecTests",
+            dependencies: ["SpateCodec", "SpateModel", "SpateTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateKafkaTests",
+            dependencies: ["SpateKafka", "SpateCodec", "SpateModel", "SpateTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateElasticTests",
+            dependencies: ["SpateElastic", "SpateTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "ProjectTests",
+            dependencies: ["SpateTestSupport"],
+            swiftSettings: strict),
+    ]
+)

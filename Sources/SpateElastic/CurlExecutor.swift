@@ -1,0 +1,171 @@
+internal import CCurl
+import Foundation
+import Synchronization
+
+/// An HTTP request as SpateElastic sends it.
+struct HTTPRequest: Sendable {
+    var method: String
+    var path: String
+    var body: [UInt8]?
+    var contentType: String = "application/json"
+}
+
+/// A raw HTTP answer.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// Runs blocking libcurl transfers on a fixed set of dedicated threads — never on Swift's
+/// cooperative pool — each thread keeping one easy handle and so one keep-alive connection.
+final class CurlExecutor: Sendable {
+    private struct Job: Sendable {
+        let request: HTTPRequest
+        let continuation: CheckedContinuation<HTTPResponse, any Error>
+    }
+
+    private let configuration: ElasticConfiguration
+    private let jobs = Mutex<[Job]>([])
+    private let available = DispatchSemaphore(value: 0)
+    private let stopped = Atomic<Bool>(false)
+    private let threadCount: Int
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(configuration: ElasticConfiguration) throws {
+        if let ca = configuration.caFile, !FileManager.default.isReadableFile(atPath: ca) {
+            throw ElasticError(.configuration, "CA file \(ca) is not readable")
+        }
+        guard configuration.url.hasPrefix("http://") || configuration.url.hasPrefix("https://") else {
+            throw ElasticError(.configuration, "url must start with http:// or https://, got \(configuration.url)")
+        }
+        CurlGlobal.initialize()
+        self.configuration = configuration
+        threadCount = max(1, configuration.maxConcurrentRequests)
+        for n in 0..<threadCount {
+            let thread = Thread { [self] in self.run() }
+            thread.name = "elastic-http-\(n)"
+            thread.start()
+        }
+    }
+
+    /// Sends `request` and returns the answer, whatever its status.
+    func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
+        try await withCheckedThrowingContinuation { continuation in
+            guard !stopped.load(ordering: .acquiring) else {
+                continuation.resume(throwing: ElasticError(.transport, "client is shut down"))
+                return
+            }
+            jobs.withLock { $0.append(Job(request: request, continuation: continuation)) }
+            available.signal()
+        }
+    }
+
+    /// Fails queued requests and ends the threads after their current transfer.
+    func shutdown() {
+        guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for _ in 0..<threadCount { available.signal() }
+        for _ in 0..<threadCount { finished.wait() }
+        for job in jobs.withLock({ j -> [Job] in defer { j = [] }; return j }) {
+            job.continuation.resume(throwing: ElasticError(.transport, "client is shut down"))
+        }
+    }
+
+    private func run() {
+        let handle = CurlHandle(configuration: configuration)
+        while true {
+            available.wait()
+            if stopped.load(ordering: .acquiring) { break }
+            guard let job = jobs.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
+            job.continuation.resume(with: Result { try handle.perform(job.request) })
+        }
+        finished.signal()
+    }
+}
+
+private enum CurlGlobal {
+    private static let once: Void = { curl_global_init(Int(CURL_GLOBAL_ALL)) }()
+    static func initialize() { _ = once }
+}
+
+/// One libcurl easy handle, used by one thread.
+private final class CurlHandle {
+    private let h: UnsafeMutableRawPointer
+    private let configuration: ElasticConfiguration
+    private var sink = ResponseSink()
+
+    init(configuration: ElasticConfiguration) {
+        h = curl_easy_init()
+        self.configuration = configuration
+    }
+
+    deinit { curl_easy_cleanup(h) }
+
+    func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+        curl_easy_reset(h)
+        sink.body.removeAll(keepingCapacity: true)
+        let url = configuration.url + request.path
+        spate_curl_setopt_string(h, CURLOPT_URL, url)
+        spate_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        spate_curl_setopt_long(h, CURLOPT_TIMEOUT_MS, configuration.requestTimeout.milliseconds)
+        spate_curl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, configuration.connectTimeout.milliseconds)
+        spate_curl_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
+        if let ca = configuration.caFile { spate_curl_setopt_string(h, CURLOPT_CAINFO, ca) }
+        var headers: UnsafeMutablePointer<curl_slist>? = nil
+        headers = curl_slist_append(headers, "Content-Type: \(request.contentType)")
+        headers = curl_slist_append(headers, "Expect:")
+        switch configuration.authentication {
+        case .none: break
+        case .basic(let user, let password):
+            spate_curl_setopt_long(h, CURLOPT_HTTPAUTH, 1)  // CURLAUTH_BASIC
+            spate_curl_setopt_string(h, CURLOPT_USERNAME, user)
+            spate_curl_setopt_string(h, CURLOPT_PASSWORD, password)
+        case .apiKey(let key):
+            headers = curl_slist_append(headers, "Authorization: ApiKey \(key)")
+        }
+        defer { curl_slist_free_all(headers) }
+        spate_curl_setopt_slist(h, CURLOPT_HTTPHEADER, headers)
+        if request.method == "HEAD" {
+            spate_curl_setopt_long(h, CURLOPT_NOBODY, 1)
+        } else {
+            spate_curl_setopt_string(h, CURLOPT_CUSTOMREQUEST, request.method)
+        }
+        spate_curl_setopt_callback(h, CURLOPT_WRITEFUNCTION, writeCallback)
+        let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
+        spate_curl_setopt_pointer(h, CURLOPT_WRITEDATA, sinkPointer)
+
+        let rc: CURLcode
+        if let body = request.body {
+            rc = body.withUnsafeBytes { raw in
+                spate_curl_setopt_pointer(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress))
+                spate_curl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(raw.count))
+                return curl_easy_perform(h)
+            }
+        } else {
+            rc = curl_easy_perform(h)
+        }
+        guard rc == CURLE_OK else {
+            let reason = String(cString: curl_easy_strerror(rc))
+            let what = "\(request.method) \(request.path): \(reason)"
+            if rc == CURLE_OPERATION_TIMEDOUT { throw ElasticError(.timeout, what, isRetriable: true) }
+            let retriable = rc != CURLE_SSL_CACERT_BADFILE && rc != CURLE_PEER_FAILED_VERIFICATION
+                && rc != CURLE_URL_MALFORMAT && rc != CURLE_UNSUPPORTED_PROTOCOL
+            throw ElasticError(.transport, what, isRetriable: retriable)
+        }
+        var status = 0
+        spate_curl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, body: sink.body)
+    }
+}
+
+private final class ResponseSink {
+    var body: [UInt8] = []
+}
+
+private let writeCallback: spate_curl_data_cb = { ptr, size, count, userdata in
+    guard let ptr, let userdata else { return 0 }
+    let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
+    let n = size * count
+    ptr.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
+    return n
+}
