@@ -13,9 +13,11 @@ let package = Package(
     products: [
         .library(name: "SpateKafka", targets: ["SpateKafka"]),
         .library(name: "SpateElastic", targets: ["SpateElastic"]),
+        .executable(name: "spate-probe", targets: ["spate-probe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config; each is imported by exactly one module.
@@ -43,6 +45,22 @@ let package = Package(
             swiftSettings: strict),
 
         .target(
+            name: "SpateProbe",
+            dependencies: ["SpateCodec", "SpateKafka", "SpateModel", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "spate-probe",
+            dependencies: [
+                "SpateProbe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "spate-bench",
+            dependencies: ["SpateProbe", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict),
+
+        .target(
             name: "SpateTestSupport",
             dependencies: ["SpateKafka", "SpateElastic", "SpateModel"],
             swiftSettings: strict),
@@ -57,6 +75,10 @@ let package = Package(
         .testTarget(
             name: "SpateElasticTests",
             dependencies: ["SpateElastic", "SpateTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateProbeTests",
+            dependencies: ["SpateProbe", "SpateCodec", "SpateKafka", "SpateModel", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "ProjectTests",

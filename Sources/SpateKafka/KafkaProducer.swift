@@ -12,6 +12,9 @@ public struct KafkaDeliveryReport: Sendable {
     public var offset: Int64
     /// nil when the broker acknowledged the message.
     public var error: KafkaError?
+    /// For a failed message: librdkafka cannot rule out that the broker stored it (the
+    /// request was sent but its answer never came).
+    public var possiblyPersisted: Bool
 }
 
 /// A librdkafka producer. `send` enqueues without blocking; a dedicated thread serves
@@ -178,5 +181,9 @@ private let deliveryCallback:
         let token = UInt64(UInt(bitPattern: m._private) &- 1)
         let error: KafkaError? =
             m.err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : kafkaError(.delivery, m.err, "delivery to partition \(m.partition)")
-        box.onDelivery?(KafkaDeliveryReport(token: token, partition: m.partition, offset: m.offset, error: error))
+        let status = rd_kafka_message_status(message)
+        box.onDelivery?(
+            KafkaDeliveryReport(
+                token: token, partition: m.partition, offset: m.offset, error: error,
+                possiblyPersisted: error != nil && status != RD_KAFKA_MSG_STATUS_NOT_PERSISTED))
     }

@@ -112,3 +112,24 @@ public enum Repository {
         return url.path
     }()
 }
+
+/// The project's executables, built next to the test bundle by `swift build --build-tests`.
+public enum Binaries {
+    /// The build products folder (where the test bundle itself lives).
+    public static let directory: String = {
+        var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        url.deleteLastPathComponent()
+        // The xctest bundle is a directory on some platforms; walk up to the products folder.
+        while url.path.contains(".xctest") { url.deleteLastPathComponent() }
+        return url.path
+    }()
+
+    /// The path of executable `name` (e.g. "spate-probe").
+    public static func path(_ name: String) throws -> String {
+        let p = directory + "/" + name
+        guard FileManager.default.isExecutableFile(atPath: p) else {
+            throw TestSupportError("\(p) is missing: run `swift build --build-tests` first")
+        }
+        return p
+    }
+}

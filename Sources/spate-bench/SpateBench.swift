@@ -1,0 +1,26 @@
+import ArgumentParser
+import Foundation
+import SpateProbe
+
+/// Micro-benchmarks of Spate's own CPU work; the end-to-end benchmarks are scripts in
+/// cluster/bench-* that run the real executables against Tansu and osmem-server.
+@main
+struct SpateBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spate-bench", abstract: "Micro-benchmarks (build with -c release).",
+        subcommands: [ProbeEncode.self])
+}
+
+struct ProbeEncode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe-encode", abstract: "Records/s spate-probe generates and encodes without Kafka (its ceiling).")
+
+    @Option(help: "Records to generate.") var records = 5_000_000
+    @Option(help: "Records per batch.") var batch = 200
+    @Option(help: "Repetitions; the best is reported.") var repeats = 3
+
+    func run() {
+        let best = (0..<repeats).map { _ in ProbeBenchmarks.generateAndEncode(records: records, batch: batch) }.max()!
+        print(String(format: "probe-encode: %.0f records/s (best of %d, %d records, batch %d)", best, repeats, records, batch))
+    }
+}
