@@ -14,10 +14,13 @@ let package = Package(
         .library(name: "SpateKafka", targets: ["SpateKafka"]),
         .library(name: "SpateElastic", targets: ["SpateElastic"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
+        .executable(name: "spate-node", targets: ["spate-node"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config; each is imported by exactly one module.
@@ -44,6 +47,27 @@ let package = Package(
             dependencies: ["CCurl", "SpateJSON", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict),
 
+        .target(
+            name: "SpateIngest",
+            dependencies: ["SpateCodec", "SpateModel", "SpateElastic", "SpateJSON"],
+            swiftSettings: strict),
+        .target(
+            name: "SpateNode",
+            dependencies: [
+                "SpateIngest", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict),
+        .executableTarget(
+            name: "spate-node",
+            dependencies: [
+                "SpateNode", "SpateKafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "SpateProbe",
             dependencies: ["SpateCodec", "SpateKafka", "SpateModel", .product(name: "Logging", package: "swift-log")],
@@ -75,6 +99,10 @@ let package = Package(
         .testTarget(
             name: "SpateElasticTests",
             dependencies: ["SpateElastic", "SpateTestSupport"],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateIngestTests",
+            dependencies: ["SpateIngest", "SpateCodec", "SpateModel", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "SpateProbeTests",

@@ -4,7 +4,10 @@ public import SpateJSON
 /// one byte buffer.
 public struct BulkBody: Sendable {
     public private(set) var bytes: [UInt8] = []
-    public private(set) var count = 0
+    /// Where each item (action line + source line) starts in `bytes`; items end where the next
+    /// begins. Lets a writer resend only the items that failed.
+    public private(set) var itemStarts: [Int] = []
+    public var count: Int { itemStarts.count }
 
     public init(reservingBytes: Int = 0) { bytes.reserveCapacity(reservingBytes) }
 
@@ -14,7 +17,6 @@ public struct BulkBody: Sendable {
         appendAction(index: index, id: id, version: version)
         JSONWriter.append(source, to: &bytes)
         bytes.append(0x0A)
-        count += 1
     }
 
     /// `index` with the source already encoded as one JSON line (no newline).
@@ -22,10 +24,39 @@ public struct BulkBody: Sendable {
         appendAction(index: index, id: id, version: version)
         bytes.append(contentsOf: encodedSource)
         bytes.append(0x0A)
-        count += 1
+    }
+
+    /// The bytes of item `i` (its action and source lines).
+    public func item(_ i: Int) -> ArraySlice<UInt8> {
+        bytes[itemStarts[i]..<(i + 1 < itemStarts.count ? itemStarts[i + 1] : bytes.count)]
+    }
+
+    /// The source line of item `i` (without newline).
+    public func itemSource(_ i: Int) -> ArraySlice<UInt8> {
+        let slice = item(i)
+        let afterAction = slice.firstIndex(of: 0x0A)! + 1
+        return slice[afterAction..<(slice.endIndex - 1)]
+    }
+
+    /// A body with only the items at `indices`, in that order.
+    public func subset(_ indices: [Int]) -> BulkBody {
+        var out = BulkBody()
+        for i in indices {
+            out.itemStarts.append(out.bytes.count)
+            out.bytes.append(contentsOf: item(i))
+        }
+        return out
+    }
+
+    /// Appends every item of `other`.
+    public mutating func append(contentsOf other: BulkBody) {
+        let base = bytes.count
+        itemStarts.append(contentsOf: other.itemStarts.map { $0 + base })
+        bytes.append(contentsOf: other.bytes)
     }
 
     private mutating func appendAction(index: String, id: String, version: Int64?) {
+        itemStarts.append(bytes.count)
         bytes.append(contentsOf: #"{"index":{"_index":"#.utf8)
         JSONWriter.appendString(index, to: &bytes)
         bytes.append(contentsOf: #","_id":"#.utf8)

@@ -129,13 +129,15 @@ public final class KafkaConsumer {
         return delivered
     }
 
-    /// Commits `offsets` (the next offset to read, per partition) synchronously.
-    public func commit(_ offsets: [KafkaTopicPartition: Int64]) throws {
+    /// Commits `offsets` (the next offset to read, per partition); with `async` the call
+    /// returns at once and failures are only logged by librdkafka.
+    public func commit(_ offsets: [KafkaTopicPartition: Int64], async: Bool = false) throws {
         guard !offsets.isEmpty else { return }
         let list = PartitionList.make(offsets.map { ($0.key, $0.value) })
         defer { rd_kafka_topic_partition_list_destroy(list) }
-        let err = rd_kafka_commit(rk, list, 0)
+        let err = rd_kafka_commit(rk, list, async ? 1 : 0)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw kafkaError(.commit, err, "commit \(offsets.count) partitions") }
+        if async { return }
         for (tp, _, e) in PartitionList.read(list) where e != RD_KAFKA_RESP_ERR_NO_ERROR {
             throw kafkaError(.commit, e, "commit \(tp)")
         }

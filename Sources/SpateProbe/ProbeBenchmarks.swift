@@ -27,3 +27,39 @@ public enum ProbeBenchmarks {
         return Double(index) / seconds
     }
 }
+
+import SpateCodec
+
+extension ProbeBenchmarks {
+    /// Unpacks probe batches with protobuf-c into the arena and reads every record's volume
+    /// fields; returns records per second.
+    public static func decode(records: Int, batch: Int = 200) -> Double {
+        let generator = TrafficGenerator(seed: 1, probes: 8, subscribers: 20_000)
+        let clock = EventClock(startMs: 1_790_000_000_000, eventRate: 100_000, speedup: 1)
+        var messages: [[UInt8]] = []
+        for i in 0..<64 {
+            generator.builder.begin(probeID: UInt32(i % 8 + 1), sequence: UInt64(i), createdMs: 1, capacity: batch)
+            var c = MessageContribution()
+            generator.generate(probe: UInt32(i % 8 + 1), firstIndex: UInt64(i * batch), count: batch, clock: clock, into: &c)
+            var out: [UInt8] = []
+            generator.builder.finish(into: &out)
+            messages.append(out)
+        }
+        let decoder = RecordBatchDecoder()
+        var sum: UInt64 = 0
+        var done = 0
+        let start = ContinuousClock.now
+        while done < records {
+            let m = messages[(done / batch) % messages.count]
+            m.withUnsafeBytes { raw in
+                try! decoder.withBatch(raw) { b in
+                    for i in 0..<b.count { sum &+= b[i].bytesDown &+ UInt64(b[i].application.utf8.count) }
+                }
+            }
+            done += batch
+        }
+        let d = ContinuousClock.now - start
+        precondition(sum != 0)
+        return Double(done) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+    }
+}

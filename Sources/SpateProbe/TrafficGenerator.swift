@@ -48,6 +48,8 @@ final class TrafficGenerator {
     private let appTable: AliasTable
     private let countryTable: AliasTable
     private let subscriberTable: AliasTable
+    /// Which of a subscriber's 12 favourite applications a record uses.
+    private let favoriteTable = AliasTable.zipf(count: 12, exponent: 1.2)
     private let apps: [ApplicationSpec]
     private let appNames: [InternedString]
     private let appCategories: [InternedString]
@@ -113,11 +115,19 @@ final class TrafficGenerator {
         fields.probeID = probe
         for k in 0..<count {
             let end = clock.timeMs(ofRecord: firstIndex + UInt64(k))
-            let a = appTable.sample(&rng)
-            let spec = apps[a]
             let localSubscriber = subscriberTable.sample(&rng)
             let s = localSubscriber * probes + Int(probe - 1)
             let sHash = mix64(UInt64(s))
+            // People use a handful of applications: 90% of a subscriber's records come from
+            // their own favourites (drawn once from the global popularity), 10% from anywhere.
+            let a: Int
+            if rng.unit() < 0.9 {
+                var personal = Xoshiro256(seed: sHash ^ UInt64(favoriteTable.sample(&rng)) &* 0x9E37_79B9)
+                a = appTable.sample(&personal)
+            } else {
+                a = appTable.sample(&rng)
+            }
+            let spec = apps[a]
 
             fields.endTimeMs = end
             fields.application = appNames[a]

@@ -8,7 +8,7 @@ import SpateProbe
 struct SpateBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spate-bench", abstract: "Micro-benchmarks (build with -c release).",
-        subcommands: [ProbeEncode.self])
+        subcommands: [ProbeEncode.self, Decode.self])
 }
 
 struct ProbeEncode: ParsableCommand {
@@ -22,5 +22,18 @@ struct ProbeEncode: ParsableCommand {
     func run() {
         let best = (0..<repeats).map { _ in ProbeBenchmarks.generateAndEncode(records: records, batch: batch) }.max()!
         print(String(format: "probe-encode: %.0f records/s (best of %d, %d records, batch %d)", best, repeats, records, batch))
+    }
+}
+
+struct Decode: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode", abstract: "Records/s protobuf-c unpacks (arena) and walks, one core.")
+
+    @Option(help: "Records to decode.") var records = 5_000_000
+    @Option(help: "Records per batch.") var batch = 200
+
+    func run() {
+        let rate = ProbeBenchmarks.decode(records: records, batch: batch)
+        print(String(format: "decode: %.0f records/s (%d records, batch %d)", rate, records, batch))
     }
 }

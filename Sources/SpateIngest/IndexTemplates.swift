@@ -1,0 +1,56 @@
+public import SpateJSON
+public import SpateModel
+
+/// The index templates Spate installs: one per view, one for checkpoints. Versioned in
+/// `_meta` and `version`, so a node can tell whether the installed one is current; a change
+/// applies to indices created afterwards (the next daily index).
+public enum IndexTemplates {
+    /// Bump when a template's body changes.
+    public static let version: Int64 = 1
+
+    public static func viewTemplate(_ view: ViewDefinition, naming: IndexNaming, shards: Int, replicas: Int) -> JSONValue {
+        var properties = JSONObject()
+        properties["view"] = ["type": "keyword"]
+        properties["ts"] = ["type": "date", "format": "epoch_millis"]
+        properties["topic"] = ["type": "keyword"]
+        properties["partition"] = ["type": "integer"]
+        for d in view.dimensions { properties[d.rawValue] = ["type": "keyword"] }
+        for m in ["records", "flows", "bytes_up", "bytes_down", "packets_up", "packets_down", "rtt_count", "rtt_sum_us", "rtt_min_us", "rtt_max_us"] {
+            properties[m] = ["type": "long"]
+        }
+        // Sketches are stored in _source only: never searched, merged in the node.
+        if view.sketches.contains(.subscribers) { properties["subscribers_hll"] = ["type": "binary"] }
+        if view.sketches.contains(.rtt) { properties["rtt_sketch"] = ["type": "binary"] }
+        return [
+            "index_patterns": [.string(naming.pattern(view: view.name))],
+            "priority": 200,
+            "version": .integer(version),
+            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version), "view": .string(view.name)],
+            "template": [
+                "settings": ["number_of_shards": .number(shards), "number_of_replicas": .number(replicas), "refresh_interval": "1s"],
+                "mappings": ["dynamic": "strict", "properties": .object(properties)],
+            ],
+        ]
+    }
+
+    public static func checkpointTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
+        [
+            "index_patterns": [.string(naming.checkpointIndex)],
+            "priority": 200,
+            "version": .integer(version),
+            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
+            "template": [
+                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas)],
+                "mappings": [
+                    "dynamic": "strict",
+                    "properties": [
+                        "group": ["type": "keyword"], "topic": ["type": "keyword"], "partition": ["type": "integer"],
+                        "resume_offset": ["type": "long"], "resume_max_event_ts": ["type": "long"],
+                        "horizon_offset": ["type": "long"], "horizon_max_event_ts": ["type": "long"],
+                        "node": ["type": "keyword"], "written_at": ["type": "date", "format": "epoch_millis"],
+                    ],
+                ],
+            ],
+        ]
+    }
+}

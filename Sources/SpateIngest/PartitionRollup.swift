@@ -1,0 +1,233 @@
+public import SpateCodec
+public import SpateModel
+
+/// Where a partition's processing (re)starts: the checkpoint read from the store, or the
+/// beginning of the partition.
+public struct ResumeState: Sendable, Hashable {
+    /// First offset to read.
+    public var offset: Int64
+    /// The partition's maximum event time before `offset` (restores the watermark).
+    public var maxEventTs: UInt64
+    /// Records below `horizonOffset` were fully accounted before the checkpoint: their late
+    /// and malformed side effects happened, and buckets ending at or before the horizon's
+    /// watermark are final in the store.
+    public var horizonOffset: Int64
+    public var horizonMaxEventTs: UInt64
+
+    public init(offset: Int64, maxEventTs: UInt64, horizonOffset: Int64, horizonMaxEventTs: UInt64) {
+        self.offset = offset
+        self.maxEventTs = maxEventTs
+        self.horizonOffset = horizonOffset
+        self.horizonMaxEventTs = horizonMaxEventTs
+    }
+
+    /// The beginning of a partition with no checkpoint.
+    public static func beginning(at offset: Int64 = 0) -> ResumeState {
+        ResumeState(offset: offset, maxEventTs: 0, horizonOffset: offset, horizonMaxEventTs: 0)
+    }
+}
+
+/// What folding one message did.
+public struct FoldOutcome: Sendable {
+    /// Records added to the views.
+    public var folded = 0
+    /// Indices (in the batch) of records older than the watermark allows, to be dead-lettered.
+    public var late: [Int] = []
+    /// Records below the replay horizon whose effect the store already holds.
+    public var skippedReplay = 0
+    /// Whether side effects (dead letters) are due: false below the replay horizon.
+    public var sideEffects = true
+}
+
+/// One partition's rollup state: open buckets of every view, the event-time watermark and
+/// the offsets that make its checkpoint. Pure state — no I/O — so the exactly-once rules are
+/// unit-tested directly. Owned by one ingest worker thread.
+///
+/// Rules (docs/DESIGN.md):
+/// - a record is *late* when its event time is below the watermark (max event time − allowed
+///   lateness) as of the start of its message; late records go to the dead-letter topic and
+///   into no view. The rule depends only on the partition's history, so a replay decides the
+///   same way;
+/// - a bucket closes when the watermark passes its end; its final document is flushed and its
+///   memory released;
+/// - below the replay horizon of the checkpoint this state resumed from, records of buckets
+///   that had closed by the horizon are skipped (the store holds their final value) and no
+///   side effect is repeated.
+public final class PartitionRollup {
+    public let partition: Int32
+    public let views: [ViewDefinition]
+    public let latenessMs: UInt64
+    /// Next offset to fold (last folded + 1).
+    public private(set) var nextOffset: Int64
+    public private(set) var maxEventTs: UInt64
+    let horizon: ResumeState
+    let interner: StringInterner
+    var rollups: [ViewRollup]
+    /// Scratch: string ids of the current message, `stringFields.count` per record.
+    private var scratchIDs: [UInt32] = []
+    private let stringFields: [Dimension]
+    private let needsSubscriber: Bool
+
+    public init(partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner, resume: ResumeState) {
+        self.partition = partition
+        self.views = views
+        self.latenessMs = latenessMs
+        self.interner = interner
+        nextOffset = resume.offset
+        maxEventTs = resume.maxEventTs
+        horizon = resume
+        needsSubscriber = views.contains { $0.sketches.contains(.subscribers) }
+        var fields = Dimension.allCases.filter { d in d.isString && views.contains { $0.dimensions.contains(d) } }
+        if needsSubscriber && !fields.contains(.subscriber) { fields.append(.subscriber) }
+        stringFields = fields
+        rollups = views.map { ViewRollup(definition: $0, stringFields: fields) }
+    }
+
+    /// The watermark: buckets ending at or before it are closed; records before it are late.
+    public var watermark: UInt64 { maxEventTs > latenessMs ? maxEventTs - latenessMs : 0 }
+
+    private var horizonWatermark: UInt64 {
+        horizon.horizonMaxEventTs > latenessMs ? horizon.horizonMaxEventTs - latenessMs : 0
+    }
+
+    /// Whether a message at `offset` needs its dead letter sent (false during a replay below
+    /// the horizon: it was sent before the checkpoint).
+    public func sideEffectsDue(offset: Int64) -> Bool { offset >= horizon.horizonOffset }
+
+    /// Notes a message that could not be decoded (it advances the offset only).
+    public func skipMessage(offset: Int64) {
+        nextOffset = offset + 1
+    }
+
+    /// Folds a decoded message into every view.
+    /// - Throws: `RecordDecodingError(.invalidUTF8)` when a dimension string is not UTF-8; then
+    ///   nothing of the message was folded.
+    public func fold(offset: Int64, batch: DecodedBatch) throws -> FoldOutcome {
+        var outcome = FoldOutcome()
+        outcome.sideEffects = offset >= horizon.horizonOffset
+        let n = batch.count
+        let stride = stringFields.count
+        // Pass 1: resolve every string first, so a bad one rejects the whole message untouched.
+        if scratchIDs.count < n * stride { scratchIDs = [UInt32](repeating: 0, count: n * stride) }
+        for i in 0..<n {
+            let r = batch[i]
+            for (k, field) in stringFields.enumerated() {
+                let view: CStringView
+                switch field {
+                case .application: view = r.application
+                case .applicationCategory: view = r.applicationCategory
+                case .host: view = r.host
+                case .subscriber: view = r.subscriberID
+                case .deviceType: view = r.deviceType
+                case .country: view = r.country
+                default: continue
+                }
+                guard let id = interner.intern(view.utf8) else {
+                    throw RecordDecodingError(.invalidUTF8, "record \(i): \(field.rawValue) is not valid UTF-8")
+                }
+                scratchIDs[i * stride + k] = id
+            }
+        }
+        // Pass 2: fold.
+        let w = watermark
+        let replaying = offset < horizon.horizonOffset
+        let wc = horizonWatermark
+        var messageMax = maxEventTs
+        for i in 0..<n {
+            let r = batch[i]
+            let ts = r.endTimeMs
+            if ts > messageMax { messageMax = ts }
+            if ts < w {
+                if replaying { outcome.skippedReplay += 1 } else { outcome.late.append(i) }
+                continue
+            }
+            var foldedAny = false
+            for v in rollups {
+                let bucketStart = ts - ts % v.definition.bucketMs
+                if replaying && bucketStart + v.definition.bucketMs <= wc { continue }
+                v.fold(
+                    record: r, ids: scratchIDs, idBase: i * stride, bucketStart: bucketStart,
+                    offset: offset, maxEventTsBefore: maxEventTs, interner: interner)
+                foldedAny = true
+            }
+            if foldedAny { outcome.folded += 1 } else { outcome.skippedReplay += 1 }
+        }
+        maxEventTs = messageMax
+        nextOffset = offset + 1
+        // Close what the watermark passed.
+        let closeBefore = watermark
+        for v in rollups { v.close(before: closeBefore) }
+        return outcome
+    }
+
+    /// Whether closed buckets wait for their final flush.
+    public var hasClosedBuckets: Bool { rollups.contains { !$0.closing.isEmpty } }
+
+    /// Whether anything changed since the last flush in view `index`.
+    public func isDirty(view index: Int) -> Bool { rollups[index].isDirty }
+
+    /// Open cells across views.
+    public var openCells: Int { rollups.reduce(0) { $0 + $1.cellCount } }
+
+    /// Approximate memory of the open state.
+    public var memoryBytes: Int { rollups.reduce(0) { $0 + $1.memoryBytes } }
+
+    /// The checkpoint this state would have once everything flushed so far is stored.
+    public var resumePoint: ResumeState {
+        var r = ResumeState(offset: nextOffset, maxEventTs: maxEventTs, horizonOffset: nextOffset, horizonMaxEventTs: maxEventTs)
+        for v in rollups {
+            for b in v.buckets where b.firstOffset < r.offset {
+                r.offset = b.firstOffset
+                r.maxEventTs = b.maxEventTsBeforeFirst
+            }
+            for b in v.closing where b.firstOffset < r.offset {
+                r.offset = b.firstOffset
+                r.maxEventTs = b.maxEventTsBeforeFirst
+            }
+        }
+        return r
+    }
+
+    /// Writes documents for the dirty cells of the views in `due` and of every closed bucket,
+    /// releases the closed buckets, and returns the checkpoint that becomes valid once these
+    /// documents are stored.
+    public func flush(due: (Int) -> Bool, into sink: inout some RollupDocumentSink) -> ResumeState {
+        for (index, v) in rollups.enumerated() {
+            for b in v.closing { v.emit(bucket: b, partition: partition, interner: interner, into: &sink) }
+            v.closing.removeAll()
+            if due(index) {
+                for b in v.buckets { v.emit(bucket: b, partition: partition, interner: interner, into: &sink) }
+            }
+        }
+        return resumePoint
+    }
+}
+
+/// Receives the documents a flush produces.
+public protocol RollupDocumentSink {
+    /// One document: the view, bucket start, cell key rendering and its metrics.
+    mutating func add(_ document: RollupDocument)
+}
+
+/// A rollup document, borrowed for the duration of `RollupDocumentSink.add`.
+public struct RollupDocument {
+    public let view: ViewDefinition
+    public let bucketStart: UInt64
+    public let partition: Int32
+    /// Dimension values in the view's order, rendered as strings.
+    public let dimensionValues: [String]
+    public let records: UInt64
+    public let flows: UInt64
+    public let bytesUp: UInt64
+    public let bytesDown: UInt64
+    public let packetsUp: UInt64
+    public let packetsDown: UInt64
+    public let rttCount: UInt64
+    public let rttSum: UInt64
+    public let rttMin: UInt32
+    public let rttMax: UInt32
+    /// The last folded offset: the document's version.
+    public let lastOffset: Int64
+    public let subscribers: HyperLogLog?
+    public let rtt: QuantileSketch?
+}

@@ -1,0 +1,109 @@
+import SpateModel
+
+/// The summed metrics of one (view, bucket, dimensions) cell.
+struct RollupCell {
+    var records: UInt64 = 0
+    var flows: UInt64 = 0
+    var bytesUp: UInt64 = 0
+    var bytesDown: UInt64 = 0
+    var packetsUp: UInt64 = 0
+    var packetsDown: UInt64 = 0
+    var rttCount: UInt64 = 0
+    var rttSum: UInt64 = 0
+    var rttMin: UInt32 = .max
+    var rttMax: UInt32 = 0
+    /// The offset of the last record folded in: the document's version.
+    var lastOffset: Int64 = -1
+    var dirty = false
+}
+
+/// The cells of one time bucket of one view: an open-addressing table from dimension keys
+/// (fixed-width `UInt64` words) to cells, plus the bucket's resume information.
+final class BucketCells {
+    let start: UInt64
+    let end: UInt64
+    let width: Int
+    /// The offset of the first record folded into this bucket, and the partition's maximum
+    /// event time just before it: where a replay must start to rebuild this bucket exactly.
+    let firstOffset: Int64
+    let maxEventTsBeforeFirst: UInt64
+    private(set) var keys: [UInt64] = []
+    private(set) var hashes: [UInt64] = []
+    var cells: [RollupCell] = []
+    var subscriberSketches: [HyperLogLog] = []
+    var rttSketches: [QuantileSketch] = []
+    private var slots: [Int32]
+    private var mask: Int
+    /// Indices of cells changed since their last flush.
+    var dirtyCells: [Int32] = []
+    let trackSubscribers: Bool
+    let trackRTT: Bool
+    let hllPrecision: Int
+    /// Approximate bytes held by the sketches.
+    private(set) var sketchBytes = 0
+
+    init(start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition) {
+        self.start = start
+        end = start + width
+        self.width = keyWidth
+        self.firstOffset = firstOffset
+        self.maxEventTsBeforeFirst = maxEventTsBeforeFirst
+        trackSubscribers = view.sketches.contains(.subscribers)
+        trackRTT = view.sketches.contains(.rtt)
+        hllPrecision = view.hllPrecision
+        slots = [Int32](repeating: -1, count: 64)
+        mask = 63
+    }
+
+    var count: Int { cells.count }
+
+    /// The index of the cell for `key` (`width` words), creating it when new.
+    @inline(__always)
+    func cellIndex(_ key: UnsafePointer<UInt64>, hash: UInt64) -> Int {
+        var slot = Int(truncatingIfNeeded: hash) & mask
+        while true {
+            let i = Int(slots[slot])
+            if i < 0 { break }
+            if hashes[i] == hash && keyEquals(i, key) { return i }
+            slot = (slot + 1) & mask
+        }
+        let i = cells.count
+        for w in 0..<width { keys.append(key[w]) }
+        hashes.append(hash)
+        cells.append(RollupCell())
+        if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
+        if trackRTT { rttSketches.append(QuantileSketch()) }
+        slots[slot] = Int32(i)
+        if cells.count * 2 > slots.count { grow() }
+        return i
+    }
+
+    @inline(__always)
+    private func keyEquals(_ i: Int, _ key: UnsafePointer<UInt64>) -> Bool {
+        let base = i * width
+        for w in 0..<width where keys[base + w] != key[w] { return false }
+        return true
+    }
+
+    private func grow() {
+        let size = slots.count * 2
+        slots = [Int32](repeating: -1, count: size)
+        mask = size - 1
+        for i in 0..<cells.count {
+            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
+            while slots[slot] >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(i)
+        }
+    }
+
+    /// The key words of cell `i`.
+    func key(_ i: Int) -> ArraySlice<UInt64> { keys[(i * width)..<((i + 1) * width)] }
+
+    /// Approximate memory held, for backpressure accounting.
+    var memoryBytes: Int {
+        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width + 8 + 8) + slots.count * 4
+        if trackSubscribers { total += subscriberSketches.reduce(0) { $0 + $1.memoryBytes } }
+        if trackRTT { total += rttSketches.reduce(0) { $0 + $1.memoryBytes } }
+        return total
+    }
+}

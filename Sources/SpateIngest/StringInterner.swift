@@ -1,0 +1,94 @@
+import SpateModel
+
+/// Maps dimension strings seen in records to small integer ids, so rollup keys are integers
+/// and a record costs one hash probe per string instead of a String allocation.
+///
+/// Strings live in one growing byte buffer; each keeps its stable 64-bit hash (the
+/// HyperLogLog input for subscribers). Bytes are validated as UTF-8 once, when first seen.
+/// Id 0 is the empty string. Not thread-safe: one interner per ingest worker.
+public final class StringInterner {
+    private var storage: [UInt8] = []
+    private var offsets: [Int] = [0]
+    private var lengths: [Int] = [0]
+    private var hashes: [UInt64] = [StableHash.hash(UnsafeRawBufferPointer(start: nil, count: 0))]
+    private var slots: [Int32]
+    private var mask: Int
+
+    public init(capacity: Int = 1 << 12) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        slots = [Int32](repeating: -1, count: size)
+        mask = size - 1
+    }
+
+    /// Number of strings held (including the empty string).
+    public var count: Int { offsets.count }
+    /// Bytes of string data held.
+    public var storageBytes: Int { storage.count }
+
+    /// The id of `bytes`, adding it when new; nil when the bytes are not valid UTF-8.
+    @inline(__always)
+    public func intern(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32? {
+        if bytes.isEmpty { return 0 }
+        let h = StableHash.hash(UnsafeRawBufferPointer(bytes))
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let id = Int(slots[slot])
+            if id < 0 { break }
+            if hashes[id] == h && lengths[id] == bytes.count && equal(id, bytes) { return UInt32(id) }
+            slot = (slot + 1) & mask
+        }
+        guard String(validating: bytes, as: UTF8.self) != nil else { return nil }
+        let id = offsets.count
+        offsets.append(storage.count)
+        lengths.append(bytes.count)
+        hashes.append(h)
+        storage.append(contentsOf: bytes)
+        slots[slot] = Int32(id)
+        if offsets.count * 2 > slots.count { grow() }
+        return UInt32(id)
+    }
+
+    /// Interns a Swift string (always valid UTF-8).
+    public func intern(_ s: String) -> UInt32 {
+        var s = s
+        return s.withUTF8 { intern($0)! }
+    }
+
+    private func equal(_ id: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        storage.withUnsafeBufferPointer { s in
+            memcmp(s.baseAddress! + offsets[id], bytes.baseAddress!, bytes.count) == 0
+        }
+    }
+
+    private func grow() {
+        let size = slots.count * 2
+        slots = [Int32](repeating: -1, count: size)
+        mask = size - 1
+        for id in 1..<offsets.count {
+            var slot = Int(truncatingIfNeeded: hashes[id]) & mask
+            while slots[slot] >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(id)
+        }
+    }
+
+    /// The stable hash of string `id`.
+    @inline(__always)
+    public func hash(_ id: UInt32) -> UInt64 { hashes[Int(id)] }
+
+    /// Calls `body` with string `id`'s UTF-8 bytes.
+    public func withUTF8<R>(_ id: UInt32, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+        try storage.withUnsafeBufferPointer { s in
+            try body(UnsafeBufferPointer(rebasing: s[offsets[Int(id)]..<offsets[Int(id)] + lengths[Int(id)]]))
+        }
+    }
+
+    /// String `id`.
+    public func string(_ id: UInt32) -> String {
+        withUTF8(id) { String(decoding: $0, as: UTF8.self) }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

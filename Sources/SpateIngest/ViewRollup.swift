@@ -1,0 +1,156 @@
+import SpateCodec
+import SpateModel
+
+/// One view's open and closing buckets within a partition.
+final class ViewRollup {
+    let definition: ViewDefinition
+    let width: Int
+    /// Open buckets, usually one or two.
+    var buckets: [BucketCells] = []
+    /// Closed buckets waiting for their final flush.
+    var closing: [BucketCells] = []
+    private var key: [UInt64]
+    private var last: BucketCells?
+    /// For each dimension, its slot among the message's resolved strings (-1: not a string).
+    private let stringSlots: [Int]
+    private let subscriberSlot: Int
+
+    init(definition: ViewDefinition, stringFields: [Dimension]) {
+        self.definition = definition
+        width = definition.dimensions.count
+        key = [UInt64](repeating: 0, count: definition.dimensions.count)
+        stringSlots = definition.dimensions.map { stringFields.firstIndex(of: $0) ?? -1 }
+        subscriberSlot = stringFields.firstIndex(of: .subscriber) ?? -1
+    }
+
+    var cellCount: Int { buckets.reduce(0) { $0 + $1.count } + closing.reduce(0) { $0 + $1.count } }
+    var memoryBytes: Int { buckets.reduce(0) { $0 + $1.memoryBytes } + closing.reduce(0) { $0 + $1.memoryBytes } }
+    var isDirty: Bool { buckets.contains { !$0.dirtyCells.isEmpty } || !closing.isEmpty }
+
+    @inline(__always)
+    private func bucket(start: UInt64, offset: Int64, maxEventTsBefore: UInt64) -> BucketCells {
+        if let last, last.start == start { return last }
+        if let b = buckets.first(where: { $0.start == start }) {
+            last = b
+            return b
+        }
+        let b = BucketCells(
+            start: start, width: definition.bucketMs, keyWidth: width, firstOffset: offset,
+            maxEventTsBeforeFirst: maxEventTsBefore, view: definition)
+        buckets.append(b)
+        buckets.sort { $0.start < $1.start }
+        last = b
+        return b
+    }
+
+    @inline(__always)
+    func fold(
+        record r: DecodedRecord, ids: [UInt32], idBase: Int, bucketStart: UInt64,
+        offset: Int64, maxEventTsBefore: UInt64, interner: StringInterner
+    ) {
+        var h: UInt64 = bucketStart
+        for (k, d) in definition.dimensions.enumerated() {
+            let v: UInt64
+            switch d {
+            case .probe: v = UInt64(r.probeID)
+            case .interface: v = UInt64(r.interfaceIndex)
+            case .l4Protocol: v = UInt64(r.l4Protocol)
+            case .serverPort: v = UInt64(r.serverPort)
+            case .serverPrefix: v = Self.prefix(r.serverIP)
+            case .clientPrefix: v = Self.prefix(r.clientIP)
+            default: v = UInt64(ids[idBase + stringSlots[k]])
+            }
+            key[k] = v
+            h = StableHash.combine(h, v)
+        }
+        let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
+        let i = key.withUnsafeBufferPointer { b.cellIndex($0.baseAddress!, hash: h) }
+        if !b.cells[i].dirty {
+            b.cells[i].dirty = true
+            b.dirtyCells.append(Int32(i))
+        }
+        b.cells[i].records &+= 1
+        b.cells[i].flows &+= UInt64(r.flows)
+        b.cells[i].bytesUp &+= r.bytesUp
+        b.cells[i].bytesDown &+= r.bytesDown
+        b.cells[i].packetsUp &+= r.packetsUp
+        b.cells[i].packetsDown &+= r.packetsDown
+        b.cells[i].lastOffset = offset
+        let rtt = r.rttMicros
+        if rtt > 0 {
+            b.cells[i].rttCount &+= 1
+            b.cells[i].rttSum &+= UInt64(rtt)
+            if rtt < b.cells[i].rttMin { b.cells[i].rttMin = rtt }
+            if rtt > b.cells[i].rttMax { b.cells[i].rttMax = rtt }
+            if b.trackRTT { b.rttSketches[i].add(Double(rtt)) }
+        }
+        if b.trackSubscribers {
+            let s = ids[idBase + subscriberSlot]
+            if s != 0 { b.subscriberSketches[i].add(hash: interner.hash(s)) }
+        }
+    }
+
+    /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.
+    @inline(__always)
+    static func prefix(_ ip: BytesView) -> UInt64 {
+        if ip.count == 4 {
+            return 4 << 56 | UInt64(ip[0]) << 16 | UInt64(ip[1]) << 8 | UInt64(ip[2])
+        }
+        var v: UInt64 = 6 << 56
+        for k in 0..<6 { v |= UInt64(ip[k]) << UInt64(40 - 8 * k) }
+        return v
+    }
+
+    /// Text of a prefix word: "203.0.113.0/24" or "2001:db8:1::/48".
+    static func prefixText(_ v: UInt64) -> String {
+        if v >> 56 == 4 {
+            return "\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff).0/24"
+        }
+        let hi = (v & 0xffff_ffff_ffff) << 16
+        return IPAddress.v6(hi, 0).description + "/48"
+    }
+
+    /// Moves buckets ending at or before `watermark` to `closing`.
+    func close(before watermark: UInt64) {
+        guard let first = buckets.first, first.end <= watermark else { return }
+        var keep: [BucketCells] = []
+        for b in buckets {
+            if b.end <= watermark {
+                if !b.dirtyCells.isEmpty { closing.append(b) }
+            } else {
+                keep.append(b)
+            }
+        }
+        buckets = keep
+        last = nil
+    }
+
+    /// Emits the dirty cells of `bucket` as documents and marks them clean.
+    func emit(bucket b: BucketCells, partition: Int32, interner: StringInterner, into sink: inout some RollupDocumentSink) {
+        for i32 in b.dirtyCells {
+            let i = Int(i32)
+            let key = b.key(i)
+            var values: [String] = []
+            values.reserveCapacity(width)
+            for (k, d) in definition.dimensions.enumerated() {
+                let v = key[key.startIndex + k]
+                switch d {
+                case .serverPrefix, .clientPrefix: values.append(Self.prefixText(v))
+                case .probe, .interface, .l4Protocol, .serverPort: values.append(String(v))
+                default: values.append(interner.string(UInt32(v)))
+                }
+            }
+            let c = b.cells[i]
+            sink.add(
+                RollupDocument(
+                    view: definition, bucketStart: b.start, partition: partition, dimensionValues: values,
+                    records: c.records, flows: c.flows, bytesUp: c.bytesUp, bytesDown: c.bytesDown,
+                    packetsUp: c.packetsUp, packetsDown: c.packetsDown, rttCount: c.rttCount, rttSum: c.rttSum,
+                    rttMin: c.rttMin, rttMax: c.rttMax, lastOffset: c.lastOffset,
+                    subscribers: b.trackSubscribers ? b.subscriberSketches[i] : nil,
+                    rtt: b.trackRTT ? b.rttSketches[i] : nil))
+            b.cells[i].dirty = false
+        }
+        b.dirtyCells.removeAll(keepingCapacity: true)
+    }
+}

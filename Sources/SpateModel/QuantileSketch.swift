@@ -1,0 +1,132 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A mergeable quantile sketch with relative-error guarantees (DDSketch, Masson et al. 2019).
+///
+/// Values ≥ 1 fall into logarithmic buckets of ratio γ = (1+α)/(1−α); a quantile is answered
+/// with the bucket's midpoint, so every returned value is within relative error α of the true
+/// value of that rank. Values below 1 (e.g. RTT 0 µs) count in a dedicated zero bucket.
+/// Merging adds bucket counts and is exact. Default α = 1%.
+public struct QuantileSketch: Sendable, Hashable {
+    public let relativeAccuracy: Double
+    private let gamma: Double
+    private let logGamma: Double
+    /// counts[i] belongs to bucket index `offset + i`.
+    private var counts: [UInt64] = []
+    private var offset = 0
+    public private(set) var zeroCount: UInt64 = 0
+    public private(set) var count: UInt64 = 0
+
+    public init(relativeAccuracy: Double = 0.01) {
+        precondition(relativeAccuracy > 0 && relativeAccuracy < 1)
+        self.relativeAccuracy = relativeAccuracy
+        gamma = (1 + relativeAccuracy) / (1 - relativeAccuracy)
+        logGamma = log(gamma)
+    }
+
+    /// The bucket of value `v` (≥ 1): ⌈log_γ v⌉.
+    @inline(__always)
+    func index(_ v: Double) -> Int { Int((log(v) / logGamma).rounded(.up)) }
+
+    /// Adds `value` `times` times.
+    @inline(__always)
+    public mutating func add(_ value: Double, times: UInt64 = 1) {
+        count += times
+        guard value >= 1 else {
+            zeroCount += times
+            return
+        }
+        let i = index(value)
+        if counts.isEmpty {
+            offset = i
+            counts = [times]
+            return
+        }
+        if i < offset {
+            counts.insert(contentsOf: repeatElement(0, count: offset - i), at: 0)
+            offset = i
+        } else if i >= offset + counts.count {
+            counts.append(contentsOf: repeatElement(0, count: i - offset - counts.count + 1))
+        }
+        counts[i - offset] += times
+    }
+
+    public mutating func merge(_ other: QuantileSketch) {
+        precondition(other.relativeAccuracy == relativeAccuracy, "merging sketches of different accuracy")
+        zeroCount += other.zeroCount
+        count += other.count
+        guard !other.counts.isEmpty else { return }
+        if counts.isEmpty {
+            counts = other.counts
+            offset = other.offset
+            return
+        }
+        let low = min(offset, other.offset)
+        let high = max(offset + counts.count, other.offset + other.counts.count)
+        if low < offset {
+            counts.insert(contentsOf: repeatElement(0, count: offset - low), at: 0)
+            offset = low
+        }
+        if high > offset + counts.count { counts.append(contentsOf: repeatElement(0, count: high - offset - counts.count)) }
+        for (k, c) in other.counts.enumerated() where c > 0 { counts[other.offset + k - offset] += c }
+    }
+
+    /// The value at quantile `q` ∈ [0, 1] (lower rank: the item at rank ⌊q·(n−1)⌋ of the
+    /// sorted values); nil when empty.
+    public func quantile(_ q: Double) -> Double? {
+        guard count > 0 else { return nil }
+        let rank = UInt64((min(max(q, 0), 1) * Double(count - 1)).rounded(.down))
+        if rank < zeroCount { return 0 }
+        var seen = zeroCount
+        for (k, c) in counts.enumerated() {
+            seen += c
+            if seen > rank {
+                let i = Double(offset + k)
+                return 2 * pow(gamma, i) / (gamma + 1)
+            }
+        }
+        return 2 * pow(gamma, Double(offset + counts.count - 1)) / (gamma + 1)
+    }
+
+    /// Compact bytes: [1, α×10⁴ as big-endian UInt16, zero-count varint, first bucket index
+    /// zigzag varint, n varint, n count varints] — empty buckets at either end are dropped.
+    public func serialized() -> [UInt8] {
+        var out: [UInt8] = [1]
+        let a = UInt16((relativeAccuracy * 10_000).rounded())
+        out.append(UInt8(a >> 8))
+        out.append(UInt8(a & 0xff))
+        Varint.append(zeroCount, to: &out)
+        let first = counts.firstIndex { $0 > 0 } ?? 0
+        let last = counts.lastIndex { $0 > 0 } ?? -1
+        let start = Int64(offset + first)
+        Varint.append(UInt64(bitPattern: start << 1 ^ start >> 63), to: &out)
+        Varint.append(UInt64(max(0, last - first + 1)), to: &out)
+        if last >= first { for c in counts[first...last] { Varint.append(c, to: &out) } }
+        return out
+    }
+
+    /// Parses `serialized()` output; nil when malformed.
+    public init?(serialized bytes: [UInt8]) {
+        guard bytes.count >= 3, bytes[0] == 1 else { return nil }
+        let a = Double(UInt16(bytes[1]) << 8 | UInt16(bytes[2])) / 10_000
+        guard a > 0, a < 1 else { return nil }
+        self.init(relativeAccuracy: a)
+        var r = Varint.Reader(bytes: bytes, position: 3)
+        guard let zero = r.next(), let zz = r.next(), let n = r.next(), n <= 100_000 else { return nil }
+        let off = Int64(bitPattern: zz >> 1) ^ -Int64(bitPattern: zz & 1)
+        guard abs(off) < 1 << 20 else { return nil }
+        zeroCount = zero
+        offset = Int(off)
+        var total = zero
+        counts.reserveCapacity(Int(n))
+        for _ in 0..<n {
+            guard let c = r.next() else { return nil }
+            counts.append(c)
+            total &+= c
+        }
+        count = total
+    }
+
+    public var memoryBytes: Int { counts.count * 8 + 48 }
+}

@@ -1,0 +1,122 @@
+public import Logging
+public import ServiceLifecycle
+public import SpateElastic
+import SpateIngest
+import SpateJSON
+import SpateKafka
+public import Synchronization
+
+/// The ingest side of a node as a Service: installs the index templates, runs the workers,
+/// logs counters, and on graceful shutdown (SIGTERM/SIGINT) makes every worker flush,
+/// checkpoint, commit and leave the group before it returns.
+public final class IngestService: Service, Sendable {
+    public let configuration: NodeConfiguration
+    public let counters: NodeCounters
+    public let elastic: ElasticClient
+    private let logger: Logger
+    /// Set when shutdown could not finish within the grace period.
+    public let incompleteShutdown = Atomic<Bool>(false)
+
+    public init(configuration: NodeConfiguration, counters: NodeCounters = NodeCounters(), logger: Logger) throws {
+        self.configuration = configuration
+        self.counters = counters
+        self.logger = logger
+        elastic = try ElasticClient(configuration: configuration.elasticsearch.client, logger: logger)
+    }
+
+    public func run() async throws {
+        try await installTemplates()
+        let deadLetters = try DeadLetterQueue(configuration: configuration, counters: counters, logger: logger)
+        let writer = BulkWriter(client: elastic, configuration: configuration, counters: counters, deadLetters: deadLetters, logger: logger)
+        let store = CheckpointStore(client: elastic, configuration: configuration)
+        let workers = (0..<configuration.node.workers).map {
+            IngestWorker(
+                index: $0, configuration: configuration, writer: writer, deadLetters: deadLetters, checkpoints: store,
+                counters: counters, logger: logger)
+        }
+        workers.forEach { $0.start() }
+        logger.info("ingesting \(configuration.kafka.topic) as group \(configuration.kafka.group) with \(workers.count) workers")
+
+        let stats = Task { await self.logStats() }
+        await withGracefulShutdownHandler {
+            // Run until a worker fails or shutdown is requested.
+            while !Task.isShuttingDownGracefully {
+                if let failed = workers.first(where: { $0.failure.withLock { $0 != nil } }) {
+                    logger.critical("worker \(failed.index) failed: \(failed.failure.withLock { $0! })")
+                    incompleteShutdown.store(true, ordering: .relaxed)
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        } onGracefulShutdown: {
+            workers.forEach { $0.requestStop() }
+        }
+        workers.forEach { $0.requestStop() }
+        let grace = configuration.ingest.shutdownGrace
+        let start = ContinuousClock.now
+        for w in workers {
+            let left = grace - (ContinuousClock.now - start)
+            if !w.waitFinished(timeout: max(.milliseconds(1), left)) {
+                logger.error("worker \(w.index) did not finish within the shutdown grace (\(grace))")
+                incompleteShutdown.store(true, ordering: .relaxed)
+            }
+        }
+        writer.stop()
+        stats.cancel()
+        deadLetters.close(timeout: .seconds(5))
+        elastic.shutdown()
+        logger.info(
+            "ingest stopped: \(counters.records.load(ordering: .relaxed)) records, \(counters.documentsWritten.load(ordering: .relaxed)) documents written")
+    }
+
+    /// Installs (or updates) one template per view and the checkpoint template, retrying
+    /// until the store answers.
+    func installTemplates() async throws {
+        let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
+        var attempt = 0
+        while true {
+            do {
+                for view in configuration.views {
+                    try await elastic.putIndexTemplate(
+                        name: "\(naming.prefix)-\(view.name)",
+                        body: IndexTemplates.viewTemplate(
+                            view, naming: naming, shards: configuration.elasticsearch.shards, replicas: configuration.elasticsearch.replicas))
+                }
+                try await elastic.putIndexTemplate(
+                    name: "\(naming.prefix)-checkpoints",
+                    body: IndexTemplates.checkpointTemplate(naming: naming, replicas: configuration.elasticsearch.replicas))
+                return
+            } catch let e as ElasticError where e.isRetriable {
+                attempt += 1
+                logger.warning("installing index templates failed (attempt \(attempt)), retrying: \(e)")
+                try await Task.sleep(for: .seconds(min(5, attempt)))
+                if Task.isShuttingDownGracefully { throw e }
+            }
+        }
+    }
+
+    private func logStats() async {
+        var last = (records: UInt64(0), docs: UInt64(0), at: ContinuousClock.now)
+        while !Task.isCancelled {
+            try? await Task.sleep(for: configuration.ingest.statsInterval)
+            let c = counters
+            let records = c.records.load(ordering: .relaxed)
+            let docs = c.documentsWritten.load(ordering: .relaxed)
+            let now = ContinuousClock.now
+            let seconds = Double((now - last.at).components.seconds) + Double((now - last.at).components.attoseconds) / 1e18
+            let progress = c.progress
+            let lag: Int64 = progress.values.compactMap(\.lag).reduce(0, +)
+            let recordRate = Int(Double(records - last.records) / seconds)
+            let docRate = Int(Double(docs - last.docs) / seconds)
+            let late = c.recordsLate.load(ordering: .relaxed)
+            let malformed = c.messagesMalformed.load(ordering: .relaxed)
+            let retries = c.bulkRetries.load(ordering: .relaxed)
+            let checkpoints = c.checkpoints.load(ordering: .relaxed)
+            let pending = c.pendingDocuments.load(ordering: .relaxed)
+            let partitions = progress.keys.sorted()
+            logger.info(
+                "ingest: \(recordRate) records/s, \(docRate) docs/s; totals records \(records) late \(late) malformed \(malformed) docs \(docs) retries \(retries) checkpoints \(checkpoints); pending \(pending) docs; partitions \(partitions) lag \(lag)")
+            last = (records, docs, now)
+        }
+    }
+}

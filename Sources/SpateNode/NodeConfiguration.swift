@@ -1,0 +1,328 @@
+import Foundation
+public import SpateElastic
+public import SpateModel
+
+/// Everything a spate-node runs with. Built once from a YAML file, `SPATE_*` environment
+/// variables and `-X` librdkafka properties, validated in `load`; immutable afterwards.
+public struct NodeConfiguration: Sendable {
+    public struct Node: Sendable {
+        /// Names this node in checkpoints, logs and the cluster listing.
+        public var id: String
+        /// Ingest worker threads (each one Kafka group member owning its partitions).
+        public var workers: Int
+        public var logLevel: String
+    }
+
+    public struct Kafka: Sendable {
+        public var bootstrap: String
+        public var topic: String
+        public var group: String
+        /// Malformed and late input goes here, with the reason in headers.
+        public var deadLetterTopic: String
+        public var sessionTimeout: Duration
+        /// librdkafka properties for the consumers and the dead-letter producer.
+        public var properties: [String: String]
+    }
+
+    public struct Elastic: Sendable {
+        public var url: String
+        public var username: String?
+        /// From `password_file` or `SPATE_ES_PASSWORD`; never printed.
+        public var password: String?
+        /// From `api_key_file` or `SPATE_ES_API_KEY`; never printed.
+        public var apiKey: String?
+        public var caFile: String?
+        public var indexPrefix: String
+        public var maxConcurrentBulks: Int
+        public var bulkMaxDocuments: Int
+        public var bulkMaxBytes: Int
+        public var requestTimeout: Duration
+        public var shards: Int
+        public var replicas: Int
+
+        /// The client configuration.
+        public var client: ElasticConfiguration {
+            let auth: ElasticConfiguration.Authentication =
+                if let apiKey { .apiKey(apiKey) } else if let username { .basic(username: username, password: password ?? "") } else { .none }
+            return ElasticConfiguration(
+                url: url, authentication: auth, caFile: caFile, requestTimeout: requestTimeout,
+                maxConcurrentRequests: maxConcurrentBulks + 2)
+        }
+    }
+
+    public struct Ingest: Sendable {
+        /// How far behind the partition's newest event time a record may be and still count.
+        public var allowedLateness: Duration
+        /// Above these, partitions pause until the store catches up.
+        public var maxPendingDocuments: Int
+        public var maxPendingBytes: Int64
+        /// SIGTERM: time to flush, checkpoint, commit and leave before giving up.
+        public var shutdownGrace: Duration
+        public var statsInterval: Duration
+        /// librdkafka's pre-fetch queue per worker (queued.max.messages.kbytes).
+        public var fetchQueueBytes: Int64
+    }
+
+    public var node: Node
+    public var kafka: Kafka
+    public var elasticsearch: Elastic
+    public var ingest: Ingest
+    public var views: [ViewDefinition]
+}
+
+extension NodeConfiguration {
+    /// Environment variables that override a key, beyond the generic `SPATE_<SECTION>_<KEY>`.
+    static let environmentAliases: [String: String] = ["SPATE_TOPIC": "kafka.topic"]
+    static let sectionEnvironmentNames: [String: String] = [
+        "node": "NODE", "kafka": "KAFKA", "elasticsearch": "ES", "ingest": "INGEST", "query": "QUERY",
+        "retention": "RETENTION", "metrics": "METRICS",
+    ]
+    /// Scalar keys per section, for environment overrides and unknown-key checks.
+    static let scalarKeys: [String: [String]] = [
+        "node": ["id", "workers", "log_level"],
+        "kafka": ["bootstrap", "topic", "group", "dead_letter_topic", "session_timeout"],
+        "elasticsearch": [
+            "url", "username", "password_file", "api_key_file", "ca_file", "index_prefix", "max_concurrent_bulks",
+            "bulk_max_documents", "bulk_max_bytes", "request_timeout", "shards", "replicas",
+        ],
+        "ingest": ["allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes"],
+    ]
+
+    /// Loads and validates. `path` nil means no file (defaults + environment).
+    /// - Throws: `ConfigurationError` naming the key and the reason.
+    public static func load(path: String?, environment: [String: String], kafkaOverrides: [String: String] = [:]) throws -> NodeConfiguration {
+        var text = ""
+        if let path {
+            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+                throw ConfigurationError("--config", "cannot read \(path): \(error.localizedDescription)")
+            }
+        }
+        let tree = try ConfigTree(yaml: text)
+        for (section, keys) in scalarKeys {
+            for key in keys {
+                let env = "SPATE_\(sectionEnvironmentNames[section]!)_\(key.uppercased())"
+                if let v = environment[env] { tree.set("\(section).\(key)", v) }
+            }
+        }
+        for (env, path) in environmentAliases where environment["SPATE_KAFKA_TOPIC"] == nil {
+            if let v = environment[env] { tree.set(path, v) }
+        }
+        for key in ["password", "api_key"] where tree.node("elasticsearch.\(key)") != nil {
+            throw ConfigurationError(
+                "elasticsearch.\(key)", "secrets are not accepted inline; use \(key)_file or SPATE_ES_\(key.uppercased())")
+        }
+        let config = try build(tree, environment: environment, kafkaOverrides: kafkaOverrides)
+        let unknown = tree.unknownKeys()
+        if let first = unknown.first {
+            throw ConfigurationError(first, "unknown key" + (unknown.count > 1 ? " (also: \(unknown.dropFirst().joined(separator: ", ")))" : ""))
+        }
+        return config
+    }
+
+    private static func build(_ t: ConfigTree, environment: [String: String], kafkaOverrides: [String: String]) throws -> NodeConfiguration {
+        func str(_ p: String, _ d: String) throws -> String { try t.scalar(p) ?? d }
+        func optional(_ p: String) throws -> String? { try t.scalar(p).flatMap { $0.isEmpty ? nil : $0 } }
+        func int(_ p: String, _ d: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let s = try t.scalar(p) else { return d }
+            guard let v = Int(s.trimmingCharacters(in: .whitespaces)) else { throw ConfigurationError(p, "'\(s)' is not a whole number") }
+            guard range.contains(v) else { throw ConfigurationError(p, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
+            return v
+        }
+        func duration(_ p: String, _ d: Duration, min: Duration = .zero) throws -> Duration {
+            guard let s = try t.scalar(p) else { return d }
+            let v = try ConfigValue.duration(s, key: p)
+            guard v >= min else { throw ConfigurationError(p, "must be at least \(min)") }
+            return v
+        }
+        func bytes(_ p: String, _ d: Int64, min: Int64) throws -> Int64 {
+            guard let s = try t.scalar(p) else { return d }
+            let v = try ConfigValue.bytes(s, key: p)
+            guard v >= min else { throw ConfigurationError(p, "must be at least \(min) bytes") }
+            return v
+        }
+        func secret(fileKey: String, env: String) throws -> String? {
+            if let v = environment[env], !v.isEmpty { return v }
+            guard let file = try optional(fileKey) else { return nil }
+            do {
+                let v = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !v.isEmpty else { throw ConfigurationError(fileKey, "\(file) is empty") }
+                return v
+            } catch let e as ConfigurationError {
+                throw e
+            } catch {
+                throw ConfigurationError(fileKey, "cannot read \(file): \(error.localizedDescription)")
+            }
+        }
+
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "node"
+        let node = Node(
+            id: try str("node.id", "\(host)-\(getpid())"),
+            workers: try int("node.workers", max(1, cores), 1...256),
+            logLevel: try str("node.log_level", "info"))
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(node.logLevel) else {
+            throw ConfigurationError("node.log_level", "'\(node.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        guard !node.id.isEmpty, node.id.allSatisfy({ $0.isLetter || $0.isNumber || "-_.".contains($0) }) else {
+            throw ConfigurationError("node.id", "'\(node.id)' must be letters, digits, '-', '_' or '.'")
+        }
+
+        var properties: [String: String] = [:]
+        if let p = t.node("kafka.properties") {
+            guard case .map(let pairs) = p else { throw ConfigurationError("kafka.properties", "expected a mapping of librdkafka properties") }
+            for (k, v) in pairs {
+                guard case .scalar(let s) = v else { throw ConfigurationError("kafka.properties.\(k)", "expected a single value") }
+                properties[k] = s
+            }
+            t.markSubtree("kafka.properties")
+        }
+        properties.merge(kafkaOverrides) { _, new in new }
+        let kafka = Kafka(
+            bootstrap: try str("kafka.bootstrap", "127.0.0.1:9092"),
+            topic: try str("kafka.topic", "spate.flows"),
+            group: try str("kafka.group", "spate"),
+            deadLetterTopic: try str("kafka.dead_letter_topic", ""),
+            sessionTimeout: try duration("kafka.session_timeout", .seconds(10), min: .seconds(1)),
+            properties: properties)
+        var kafkaResolved = kafka
+        if kafkaResolved.deadLetterTopic.isEmpty { kafkaResolved.deadLetterTopic = kafka.topic + ".dlq" }
+        for (k, v) in [("kafka.bootstrap", kafka.bootstrap), ("kafka.topic", kafka.topic), ("kafka.group", kafka.group)] where v.isEmpty {
+            throw ConfigurationError(k, "must not be empty")
+        }
+        if kafkaResolved.deadLetterTopic == kafka.topic {
+            throw ConfigurationError("kafka.dead_letter_topic", "must differ from kafka.topic")
+        }
+
+        let es = Elastic(
+            url: try str("elasticsearch.url", "http://127.0.0.1:9200"),
+            username: try optional("elasticsearch.username"),
+            password: try secret(fileKey: "elasticsearch.password_file", env: "SPATE_ES_PASSWORD"),
+            apiKey: try secret(fileKey: "elasticsearch.api_key_file", env: "SPATE_ES_API_KEY"),
+            caFile: try optional("elasticsearch.ca_file"),
+            indexPrefix: try str("elasticsearch.index_prefix", "spate"),
+            maxConcurrentBulks: try int("elasticsearch.max_concurrent_bulks", 4, 1...64),
+            bulkMaxDocuments: try int("elasticsearch.bulk_max_documents", 5000, 1...100_000),
+            bulkMaxBytes: Int(try bytes("elasticsearch.bulk_max_bytes", 8_000_000, min: 10_000)),
+            requestTimeout: try duration("elasticsearch.request_timeout", .seconds(30), min: .milliseconds(100)),
+            shards: try int("elasticsearch.shards", 1, 1...1024),
+            replicas: try int("elasticsearch.replicas", 0, 0...16))
+        guard es.url.hasPrefix("http://") || es.url.hasPrefix("https://") else {
+            throw ConfigurationError("elasticsearch.url", "'\(es.url)' must start with http:// or https://")
+        }
+        guard !es.indexPrefix.isEmpty, es.indexPrefix.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            throw ConfigurationError("elasticsearch.index_prefix", "'\(es.indexPrefix)' must be lowercase letters, digits, '-' or '_'")
+        }
+        if es.password != nil && es.username == nil {
+            throw ConfigurationError("elasticsearch.username", "a password is configured but no username")
+        }
+        if let ca = es.caFile, !FileManager.default.isReadableFile(atPath: ca) {
+            throw ConfigurationError("elasticsearch.ca_file", "\(ca) is not readable")
+        }
+
+        let ingest = Ingest(
+            allowedLateness: try duration("ingest.allowed_lateness", .seconds(120)),
+            maxPendingDocuments: try int("ingest.max_pending_documents", 200_000, 100...100_000_000),
+            maxPendingBytes: try bytes("ingest.max_pending_bytes", 256_000_000, min: 1_000_000),
+            shutdownGrace: try duration("ingest.shutdown_grace", .seconds(30), min: .seconds(1)),
+            statsInterval: try duration("ingest.stats_interval", .seconds(10), min: .milliseconds(100)),
+            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", 32_000_000, min: 1_000_000))
+
+        let views = try parseViews(t)
+        return NodeConfiguration(node: node, kafka: kafkaResolved, elasticsearch: es, ingest: ingest, views: views)
+    }
+
+    private static func parseViews(_ t: ConfigTree) throws -> [ViewDefinition] {
+        guard let node = t.node("views") else { return ViewDefinition.defaults }
+        guard case .list(let items) = node else { throw ConfigurationError("views", "expected a list of views") }
+        guard !items.isEmpty else { throw ConfigurationError("views", "at least one view is needed") }
+        var out: [ViewDefinition] = []
+        for (i, item) in items.enumerated() {
+            let base = "views[\(i)]"
+            guard case .map(let pairs) = item else { throw ConfigurationError(base, "expected a mapping") }
+            let allowed: Set<String> = ["name", "bucket", "dimensions", "sketches", "hll_precision", "flush_interval"]
+            if let bad = pairs.first(where: { !allowed.contains($0.0) }) {
+                throw ConfigurationError("\(base).\(bad.0)", "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
+            }
+            func scalar(_ k: String) throws -> String? {
+                guard let n = item[k] else { return nil }
+                guard case .scalar(let s) = n else { throw ConfigurationError("\(base).\(k)", "expected a single value") }
+                return s
+            }
+            func list(_ k: String) throws -> [String]? {
+                guard let n = item[k] else { return nil }
+                guard case .list(let l) = n else { throw ConfigurationError("\(base).\(k)", "expected a list") }
+                return try l.map {
+                    guard case .scalar(let s) = $0 else { throw ConfigurationError("\(base).\(k)", "expected plain values") }
+                    return s
+                }
+            }
+            guard let name = try scalar("name") else { throw ConfigurationError("\(base).name", "missing") }
+            let where_ = "views[\(i)] (\(name))"
+            guard let bucketText = try scalar("bucket") else { throw ConfigurationError("\(where_).bucket", "missing") }
+            let bucket = try ConfigValue.duration(bucketText, key: "\(where_).bucket")
+            guard let dimNames = try list("dimensions") else { throw ConfigurationError("\(where_).dimensions", "missing") }
+            let dims = try dimNames.map { n in
+                guard let d = Dimension(rawValue: n) else {
+                    throw ConfigurationError(
+                        "\(where_).dimensions", "unknown dimension '\(n)' (known: \(Dimension.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return d
+            }
+            let sketches = try (list("sketches") ?? []).map { n in
+                guard let s = SketchKind(rawValue: n) else {
+                    throw ConfigurationError("\(where_).sketches", "unknown sketch '\(n)' (known: subscribers, rtt)")
+                }
+                return s
+            }
+            let precision = try scalar("hll_precision").map { s in
+                guard let p = Int(s) else { throw ConfigurationError("\(where_).hll_precision", "'\(s)' is not a whole number") }
+                return p
+            } ?? 14
+            let flush = try scalar("flush_interval").map { try ConfigValue.duration($0, key: "\(where_).flush_interval") } ?? .seconds(10)
+            let view = ViewDefinition(
+                name: name, bucketMs: UInt64(bucket.components.seconds) * 1000 + UInt64(bucket.components.attoseconds / 1_000_000_000_000_000),
+                dimensions: dims, sketches: Set(sketches), hllPrecision: precision,
+                flushIntervalMs: UInt64(flush.components.seconds) * 1000 + UInt64(flush.components.attoseconds / 1_000_000_000_000_000))
+            if let problem = view.problems().first { throw ConfigurationError(where_, problem) }
+            if out.contains(where: { $0.name == name }) { throw ConfigurationError("\(where_).name", "'\(name)' is defined twice") }
+            out.append(view)
+        }
+        return out
+    }
+
+    /// The effective configuration as `key = value` lines, secrets masked, for the start log.
+    public var printable: [String] {
+        func d(_ x: Duration) -> String { "\(x)" }
+        var lines = [
+            "node.id = \(node.id)", "node.workers = \(node.workers)", "node.log_level = \(node.logLevel)",
+            "kafka.bootstrap = \(kafka.bootstrap)", "kafka.topic = \(kafka.topic)", "kafka.group = \(kafka.group)",
+            "kafka.dead_letter_topic = \(kafka.deadLetterTopic)", "kafka.session_timeout = \(d(kafka.sessionTimeout))",
+        ]
+        for (k, v) in kafka.properties.sorted(by: { $0.key < $1.key }) {
+            let secret = k.contains("password") || k.contains("secret") || k.contains("sasl.oauthbearer") || k.contains("key.pem")
+            lines.append("kafka.properties.\(k) = \(secret ? "***" : v)")
+        }
+        lines += [
+            "elasticsearch.url = \(elasticsearch.url)", "elasticsearch.username = \(elasticsearch.username ?? "(none)")",
+            "elasticsearch.password = \(elasticsearch.password == nil ? "(none)" : "***")",
+            "elasticsearch.api_key = \(elasticsearch.apiKey == nil ? "(none)" : "***")",
+            "elasticsearch.ca_file = \(elasticsearch.caFile ?? "(system)")",
+            "elasticsearch.index_prefix = \(elasticsearch.indexPrefix)",
+            "elasticsearch.max_concurrent_bulks = \(elasticsearch.maxConcurrentBulks)",
+            "elasticsearch.bulk_max_documents = \(elasticsearch.bulkMaxDocuments)",
+            "elasticsearch.bulk_max_bytes = \(elasticsearch.bulkMaxBytes)",
+            "elasticsearch.request_timeout = \(d(elasticsearch.requestTimeout))",
+            "elasticsearch.shards = \(elasticsearch.shards)", "elasticsearch.replicas = \(elasticsearch.replicas)",
+            "ingest.allowed_lateness = \(d(ingest.allowedLateness))",
+            "ingest.max_pending_documents = \(ingest.maxPendingDocuments)", "ingest.max_pending_bytes = \(ingest.maxPendingBytes)",
+            "ingest.shutdown_grace = \(d(ingest.shutdownGrace))", "ingest.stats_interval = \(d(ingest.statsInterval))",
+            "ingest.fetch_queue_bytes = \(ingest.fetchQueueBytes)",
+        ]
+        for v in views {
+            lines.append(
+                "view \(v.name): bucket \(v.bucketMs / 1000)s, dimensions \(v.dimensions.map(\.rawValue).joined(separator: ",")), "
+                    + "sketches \(v.sketches.map(\.rawValue).sorted().joined(separator: ",")), hll_precision \(v.hllPrecision), flush \(v.flushIntervalMs)ms")
+        }
+        return lines
+    }
+}

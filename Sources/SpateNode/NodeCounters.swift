@@ -1,0 +1,50 @@
+public import Synchronization
+
+/// The node's ingest counters, shared by workers (which add in batches) and readers (stats
+/// log, Status, /metrics). Monotonic except the `pending*` gauges.
+public final class NodeCounters: Sendable {
+    public let messages = Atomic<UInt64>(0)
+    /// Records in decodable messages (folded, late or skipped by a replay).
+    public let records = Atomic<UInt64>(0)
+    public let recordsFolded = Atomic<UInt64>(0)
+    public let recordsLate = Atomic<UInt64>(0)
+    public let recordsReplaySkipped = Atomic<UInt64>(0)
+    public let messagesMalformed = Atomic<UInt64>(0)
+    public let deadLetters = Atomic<UInt64>(0)
+    public let deadLetterFailures = Atomic<UInt64>(0)
+    public let documentsWritten = Atomic<UInt64>(0)
+    public let documentsConflicted = Atomic<UInt64>(0)
+    public let documentsRejected = Atomic<UInt64>(0)
+    public let bulkRequests = Atomic<UInt64>(0)
+    public let bulkRetries = Atomic<UInt64>(0)
+    public let bulkFailures = Atomic<UInt64>(0)
+    public let checkpoints = Atomic<UInt64>(0)
+    public let commits = Atomic<UInt64>(0)
+    public let pauses = Atomic<UInt64>(0)
+    /// Documents and bytes handed to the writer and not yet acknowledged.
+    public let pendingDocuments = Atomic<Int>(0)
+    public let pendingBytes = Atomic<Int>(0)
+    /// Open rollup state, summed over workers.
+    public let openStateBytes = Atomic<Int>(0)
+
+    /// Per-partition progress: next offset, committed resume offset, high watermark.
+    private let partitionState = Mutex<[Int32: PartitionProgress]>([:])
+
+    public struct PartitionProgress: Sendable, Hashable {
+        public var worker: Int
+        public var nextOffset: Int64
+        public var committedOffset: Int64?
+        public var highWatermark: Int64?
+        /// Records not yet folded, when the broker's high watermark is known.
+        public var lag: Int64? { highWatermark.map { max(0, $0 - nextOffset) } }
+    }
+
+    public init() {}
+
+    func setProgress(_ partition: Int32, _ p: PartitionProgress?) {
+        partitionState.withLock { $0[partition] = p }
+    }
+
+    /// The partitions this node owns now, with their progress.
+    public var progress: [Int32: PartitionProgress] { partitionState.withLock { $0 } }
+}

@@ -1,0 +1,220 @@
+import SpateCodec
+import SpateIngest
+import SpateModel
+import SpateTestSupport
+import Testing
+
+/// A store with Elasticsearch's `version_type=external_gte` semantics, for the model check.
+struct VersionedStore {
+    struct Key: Hashable {
+        var view: String
+        var bucket: UInt64
+        var dims: [String]
+    }
+    struct Value: Equatable {
+        var records: UInt64, flows: UInt64, bytesUp: UInt64, bytesDown: UInt64, packets: UInt64
+    }
+    var docs: [Key: (version: Int64, value: Value)] = [:]
+    var checkpoint: ResumeState?
+
+    mutating func apply(_ d: RollupDocument) {
+        let key = Key(view: d.view.name, bucket: d.bucketStart, dims: d.dimensionValues)
+        let version = d.lastOffset + 1
+        if let old = docs[key], old.version > version { return }  // 409: stored is newer
+        docs[key] = (version, Value(records: d.records, flows: d.flows, bytesUp: d.bytesUp, bytesDown: d.bytesDown, packets: d.packetsUp &+ d.packetsDown))
+    }
+
+    mutating func store(checkpoint c: ResumeState) {
+        if let old = checkpoint, old.horizonOffset > c.horizonOffset { return }
+        checkpoint = c
+    }
+}
+
+/// Collects a flush's documents.
+struct CollectingSink: RollupDocumentSink {
+    var documents: [RollupDocument] = []
+    mutating func add(_ document: RollupDocument) { documents.append(document) }
+}
+
+@Suite("PartitionRollup: exactly-once rules")
+struct PartitionRollupTests {
+    static let view1m = ViewDefinition(name: "app_1m", bucketMs: 60_000, dimensions: [.application, .probe], sketches: [.subscribers, .rtt], flushIntervalMs: 1000)
+    static let view5m = ViewDefinition(name: "sub_5m", bucketMs: 300_000, dimensions: [.subscriber], sketches: [], flushIntervalMs: 1000)
+
+    /// A partition's messages: event times mostly rising with jitter, some stragglers.
+    static func makeMessages(count: Int, seed: UInt64) -> [[UInt8]?] {
+        var rng = SplitMix64(seed: seed)
+        let encoder = RecordBatchEncoder()
+        var t: UInt64 = 1_790_000_000_000
+        var out: [[UInt8]?] = []
+        for m in 0..<count {
+            if rng.next() % 40 == 0 {
+                out.append(nil)  // a malformed message
+                continue
+            }
+            var records = SampleRecords.make(count: 1 + Int(rng.next() % 20), seed: rng.next(), probeID: 3)
+            for i in records.indices {
+                t += rng.next() % 3000
+                var ts = t
+                if rng.next() % 50 == 0 { ts -= 60_000 + rng.next() % 400_000 }  // straggler, often late
+                records[i].endTimeMs = ts
+                records[i].startTimeMs = ts - 10
+                records[i].application = ["a", "b", "c", "d"][Int(rng.next() % 4)]
+                records[i].subscriberID = "s\(rng.next() % 30)"
+            }
+            out.append(RecordBatchEncoder.encodeShim(encoder, RecordBatch(probeID: 3, sequence: UInt64(m), createdMs: t, records: records)))
+        }
+        return out
+    }
+
+    /// What the store must end with: sums per (view, bucket, dims) of every record that was not
+    /// late under the rule, and the set of late (offset, index) pairs.
+    static func reference(_ messages: [[UInt8]?], views: [ViewDefinition], lateness: UInt64) throws -> ([VersionedStore.Key: VersionedStore.Value], Set<[Int64]>) {
+        var sums: [VersionedStore.Key: VersionedStore.Value] = [:]
+        var late: Set<[Int64]> = []
+        var maxTs: UInt64 = 0
+        let decoder = RecordBatchDecoder()
+        for (offset, m) in messages.enumerated() {
+            guard let m, let batch = try? decoder.decode(m) else { continue }
+            let w = maxTs > lateness ? maxTs - lateness : 0
+            for (i, r) in batch.records.enumerated() {
+                maxTs = max(maxTs, r.endTimeMs)
+                if r.endTimeMs < w {
+                    late.insert([Int64(offset), Int64(i)])
+                    continue
+                }
+                for v in views {
+                    let dims = v.dimensions.map { d -> String in
+                        switch d {
+                        case .application: return r.application
+                        case .probe: return String(r.probeID)
+                        case .subscriber: return r.subscriberID
+                        default: return "?"
+                        }
+                    }
+                    let key = VersionedStore.Key(view: v.name, bucket: r.endTimeMs - r.endTimeMs % v.bucketMs, dims: dims)
+                    var s = sums[key] ?? .init(records: 0, flows: 0, bytesUp: 0, bytesDown: 0, packets: 0)
+                    s.records += 1
+                    s.flows &+= UInt64(r.flows)
+                    s.bytesUp &+= r.bytesUp
+                    s.bytesDown &+= r.bytesDown
+                    s.packets &+= r.packetsUp &+ r.packetsDown
+                    sums[key] = s
+                }
+            }
+        }
+        return (sums, late)
+    }
+
+    @Test("random crashes, replays and lost acknowledgements never change the stored sums", arguments: 1...12)
+    func crashesAndReplays(seed: UInt64) throws {
+        let messages = Self.makeMessages(count: 400, seed: seed)
+        let views = [Self.view1m, Self.view5m]
+        let lateness: UInt64 = 120_000
+        let (expected, expectedLate) = try Self.reference(messages, views: views, lateness: lateness)
+        var rng = SplitMix64(seed: seed &* 7919)
+        var store = VersionedStore()
+        var deadLettered: Set<[Int64]> = []
+        var malformedSeen: Set<Int64> = []
+        let decoder = RecordBatchDecoder()
+        var crashes = 0
+
+        var resume = ResumeState.beginning()
+        restart: while true {
+            let rollup = PartitionRollup(partition: 0, views: views, latenessMs: lateness, interner: StringInterner(), resume: resume)
+            var offset = Int(resume.offset)
+            // A flush whose documents reached the store but whose acknowledgement is pending.
+            var unacked: ResumeState?
+            while offset < messages.count {
+                if let m = messages[offset] {
+                    try m.withUnsafeBytes { raw in
+                        try decoder.withBatch(raw) { batch in
+                            let outcome = try rollup.fold(offset: Int64(offset), batch: batch)
+                            if outcome.sideEffects { for i in outcome.late { deadLettered.insert([Int64(offset), Int64(i)]) } }
+                        }
+                    }
+                } else {
+                    rollup.skipMessage(offset: Int64(offset))
+                    if rollup.sideEffectsDue(offset: Int64(offset)) { malformedSeen.insert(Int64(offset)) }
+                }
+                offset += 1
+                switch rng.next() % 100 {
+                case 0..<8:
+                    // Flush. The node makes a new flush only once the previous one is stored
+                    // (documents, then checkpoint), so the pending checkpoint lands first.
+                    // A flush either lands whole — its checkpoint written later, or never if
+                    // the node dies first — or the node dies mid-bulk with part of it stored.
+                    if let u = unacked { store.store(checkpoint: u) }
+                    unacked = nil
+                    var sink = CollectingSink()
+                    let r = rollup.flush(due: { _ in rng.next() % 2 == 0 }, into: &sink)
+                    if rng.next() % 6 == 0 && crashes < 6 {
+                        let landed = Int(rng.next() % UInt64(sink.documents.count + 1))
+                        for d in sink.documents.prefix(landed) { store.apply(d) }
+                        crashes += 1
+                        resume = store.checkpoint ?? .beginning()
+                        continue restart
+                    }
+                    for d in sink.documents { store.apply(d) }
+                    unacked = r
+                case 8..<10 where crashes < 6:
+                    crashes += 1
+                    resume = store.checkpoint ?? .beginning()
+                    continue restart
+                default:
+                    break
+                }
+            }
+            if let u = unacked { store.store(checkpoint: u) }
+            var sink = CollectingSink()
+            _ = rollup.flush(due: { _ in true }, into: &sink)
+            for d in sink.documents { store.apply(d) }
+            break
+        }
+        let actual = store.docs.mapValues(\.value)
+        let wrong = Set(actual.keys).union(expected.keys).filter { actual[$0] != expected[$0] }
+        let sample = wrong.prefix(3).map { "\($0): stored \(String(describing: actual[$0])) expected \(String(describing: expected[$0]))" }
+        #expect(wrong.isEmpty, "seed \(seed), \(crashes) crashes, \(wrong.count) of \(expected.count) cells differ: \(sample)")
+        #expect(deadLettered == expectedLate)
+        #expect(malformedSeen == Set(messages.indices.filter { messages[$0] == nil }.map(Int64.init)))
+        #expect(crashes > 0)
+    }
+
+    @Test("a record behind the watermark is late, deterministically, and the watermark closes buckets")
+    func lateness() throws {
+        let encoder = RecordBatchEncoder()
+        let decoder = RecordBatchDecoder()
+        let rollup = PartitionRollup(partition: 0, views: [Self.view1m], latenessMs: 30_000, interner: StringInterner(), resume: .beginning())
+        func fold(_ times: [UInt64], at offset: Int64) throws -> FoldOutcome {
+            var records = SampleRecords.make(count: times.count, probeID: 1)
+            for (i, t) in times.enumerated() {
+                records[i].endTimeMs = t
+                records[i].startTimeMs = t
+            }
+            let bytes = encoder.encode(RecordBatch(probeID: 1, sequence: 0, createdMs: 1, records: records))
+            return try bytes.withUnsafeBytes { raw in try decoder.withBatch(raw) { try rollup.fold(offset: offset, batch: $0) } }
+        }
+        let base: UInt64 = 1_800_000_000_000 - 1_800_000_000_000 % 60_000
+        #expect(try fold([base + 1000, base + 50_000], at: 0).late.isEmpty)
+        #expect(rollup.watermark == base + 20_000)
+        // Within the message, the watermark of its start applies: base+25s is on time.
+        let o = try fold([base + 25_000, base + 19_999, base + 95_000], at: 1)
+        #expect(o.late == [1])
+        #expect(rollup.watermark == base + 65_000)
+        // The first minute closed (end base+60s ≤ watermark base+65s): its final flush is due.
+        #expect(rollup.hasClosedBuckets)
+        var sink = CollectingSink()
+        let resume = rollup.flush(due: { _ in false }, into: &sink)
+        #expect(sink.documents.allSatisfy { $0.bucketStart == base })
+        #expect(sink.documents.reduce(0) { $0 + $1.records } == 3)
+        #expect(!rollup.hasClosedBuckets)
+        // Only the second minute is open: a replay starts at its first offset.
+        #expect(resume.offset == 1)
+        #expect(resume.horizonOffset == 2)
+        #expect(resume.horizonMaxEventTs == base + 95_000)
+    }
+}
+
+extension RecordBatchEncoder {
+    static func encodeShim(_ e: RecordBatchEncoder, _ b: RecordBatch) -> [UInt8] { e.encode(b) }
+}
