@@ -24,6 +24,11 @@ static inline CURLcode spate_curl_setopt_callback(CURL *h, CURLoption option, sp
 static inline CURLcode spate_curl_setopt_off(CURL *h, CURLoption option, curl_off_t value) {
     return curl_easy_setopt(h, option, value);
 }
+typedef int (*spate_curl_progress_cb)(void *userdata, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow);
+
+static inline CURLcode spate_curl_setopt_progress(CURL *h, spate_curl_progress_cb value) {
+    return curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, value);
+}
 static inline CURLcode spate_curl_getinfo_long(CURL *h, CURLINFO info, long *value) {
     return curl_easy_getinfo(h, info, value);
 }

@@ -23,6 +23,7 @@ final class CurlExecutor: Sendable {
     private struct Job: Sendable {
         let request: HTTPRequest
         let continuation: CheckedContinuation<HTTPResponse, any Error>
+        let cancelled: CancellationFlag
     }
 
     private let configuration: ElasticConfiguration
@@ -49,15 +50,21 @@ final class CurlExecutor: Sendable {
         }
     }
 
-    /// Sends `request` and returns the answer, whatever its status.
+    /// Sends `request` and returns the answer, whatever its status. Cancelling the calling
+    /// task aborts the transfer (curl's progress callback checks a flag).
     func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
-        try await withCheckedThrowingContinuation { continuation in
-            guard !stopped.load(ordering: .acquiring) else {
-                continuation.resume(throwing: ElasticError(.transport, "client is shut down"))
-                return
+        let flag = CancellationFlag()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard !stopped.load(ordering: .acquiring) else {
+                    continuation.resume(throwing: ElasticError(.transport, "client is shut down"))
+                    return
+                }
+                jobs.withLock { $0.append(Job(request: request, continuation: continuation, cancelled: flag)) }
+                available.signal()
             }
-            jobs.withLock { $0.append(Job(request: request, continuation: continuation)) }
-            available.signal()
+        } onCancel: {
+            flag.set()
         }
     }
 
@@ -77,7 +84,11 @@ final class CurlExecutor: Sendable {
             available.wait()
             if stopped.load(ordering: .acquiring) { break }
             guard let job = jobs.withLock({ $0.isEmpty ? nil : $0.removeFirst() }) else { continue }
-            job.continuation.resume(with: Result { try handle.perform(job.request) })
+            if job.cancelled.isSet {
+                job.continuation.resume(throwing: CancellationError())
+                continue
+            }
+            job.continuation.resume(with: Result { try handle.perform(job.request, cancelled: job.cancelled) })
         }
         finished.signal()
     }
@@ -101,7 +112,7 @@ private final class CurlHandle {
 
     deinit { curl_easy_cleanup(h) }
 
-    func perform(_ request: HTTPRequest) throws -> HTTPResponse {
+    func perform(_ request: HTTPRequest, cancelled: CancellationFlag) throws -> HTTPResponse {
         curl_easy_reset(h)
         sink.body.removeAll(keepingCapacity: true)
         let url = configuration.url + request.path
@@ -133,6 +144,9 @@ private final class CurlHandle {
         spate_curl_setopt_callback(h, CURLOPT_WRITEFUNCTION, writeCallback)
         let sinkPointer = Unmanaged.passUnretained(sink).toOpaque()
         spate_curl_setopt_pointer(h, CURLOPT_WRITEDATA, sinkPointer)
+        spate_curl_setopt_long(h, CURLOPT_NOPROGRESS, 0)
+        spate_curl_setopt_progress(h, progressCallback)
+        spate_curl_setopt_pointer(h, CURLOPT_XFERINFODATA, Unmanaged.passUnretained(cancelled).toOpaque())
 
         let rc: CURLcode
         if let body = request.body {
@@ -144,6 +158,7 @@ private final class CurlHandle {
         } else {
             rc = curl_easy_perform(h)
         }
+        if rc == CURLE_ABORTED_BY_CALLBACK { throw CancellationError() }
         guard rc == CURLE_OK else {
             let reason = String(cString: curl_easy_strerror(rc))
             let what = "\(request.method) \(request.path): \(reason)"
@@ -168,4 +183,17 @@ private let writeCallback: spate_curl_data_cb = { ptr, size, count, userdata in
     let n = size * count
     ptr.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
     return n
+}
+
+/// Set when the task waiting for a transfer is cancelled; curl's progress callback reads it.
+final class CancellationFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
+}
+
+/// Aborts the transfer (non-zero return) once its task was cancelled.
+private let progressCallback: spate_curl_progress_cb = { userdata, _, _, _, _ in
+    guard let userdata else { return 0 }
+    return Unmanaged<CancellationFlag>.fromOpaque(userdata).takeUnretainedValue().isSet ? 1 : 0
 }

@@ -10,12 +10,11 @@ public enum IndexTemplates {
 
     public static func viewTemplate(_ view: ViewDefinition, naming: IndexNaming, shards: Int, replicas: Int) -> JSONValue {
         var properties = JSONObject()
-        properties["view"] = ["type": "keyword"]
         properties["ts"] = ["type": "date", "format": "epoch_millis"]
-        properties["topic"] = ["type": "keyword"]
-        properties["partition"] = ["type": "integer"]
         for d in view.dimensions { properties[d.rawValue] = ["type": "keyword"] }
-        for m in ["records", "flows", "bytes_up", "bytes_down", "packets_up", "packets_down", "rtt_count", "rtt_sum_us", "rtt_min_us", "rtt_max_us"] {
+        // bytes and packets (up + down) are stored too: aggregations rank and plot by them, and
+        // scripted sums are neither portable (osmem-server has none) nor cheap.
+        for m in ["records", "flows", "bytes", "bytes_up", "bytes_down", "packets", "packets_up", "packets_down", "rtt_count", "rtt_sum_us", "rtt_min_us", "rtt_max_us"] {
             properties[m] = ["type": "long"]
         }
         // Sketches are stored in _source only: never searched, merged in the node.

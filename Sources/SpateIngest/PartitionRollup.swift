@@ -193,9 +193,17 @@ public final class PartitionRollup {
     /// documents are stored.
     public func flush(due: (Int) -> Bool, into sink: inout some RollupDocumentSink) -> ResumeState {
         for (index, v) in rollups.enumerated() {
-            for b in v.closing { v.emit(bucket: b, partition: partition, interner: interner, into: &sink) }
+            for b in v.closing {
+                if v.definition.topK > 0 {
+                    v.emitTopK(bucket: b, partition: partition, interner: interner, into: &sink)
+                } else {
+                    v.emit(bucket: b, partition: partition, interner: interner, into: &sink)
+                }
+            }
             v.closing.removeAll()
-            if due(index) {
+            // Top-K views write a bucket only when it closes: until then which cells are in the
+            // top is not final, and a document once written could not be taken back.
+            if due(index) && v.definition.topK == 0 {
                 for b in v.buckets { v.emit(bucket: b, partition: partition, interner: interner, into: &sink) }
             }
         }

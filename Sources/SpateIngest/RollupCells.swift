@@ -32,7 +32,9 @@ final class BucketCells {
     var cells: [RollupCell] = []
     var subscriberSketches: [HyperLogLog] = []
     var rttSketches: [QuantileSketch] = []
-    private var slots: [Int32]
+    /// Open addressing: each slot holds `hash >> 32 << 32 | (cell index + 1)`, 0 when empty,
+    /// so a probe compares hashes without touching the key arrays (one cache miss, not two).
+    private var slots: [UInt64]
     private var mask: Int
     /// Indices of cells changed since their last flush.
     var dirtyCells: [Int32] = []
@@ -51,7 +53,7 @@ final class BucketCells {
         trackSubscribers = view.sketches.contains(.subscribers)
         trackRTT = view.sketches.contains(.rtt)
         hllPrecision = view.hllPrecision
-        slots = [Int32](repeating: -1, count: 64)
+        slots = [UInt64](repeating: 0, count: 64)
         mask = 63
     }
 
@@ -61,10 +63,14 @@ final class BucketCells {
     @inline(__always)
     func cellIndex(_ key: UnsafePointer<UInt64>, hash: UInt64) -> Int {
         var slot = Int(truncatingIfNeeded: hash) & mask
+        let tag = hash & 0xFFFF_FFFF_0000_0000
         while true {
-            let i = Int(slots[slot])
-            if i < 0 { break }
-            if hashes[i] == hash && keyEquals(i, key) { return i }
+            let e = slots[slot]
+            if e == 0 { break }
+            if e & 0xFFFF_FFFF_0000_0000 == tag {
+                let i = Int(e & 0xFFFF_FFFF) - 1
+                if hashes[i] == hash && keyEquals(i, key) { return i }
+            }
             slot = (slot + 1) & mask
         }
         let i = cells.count
@@ -73,7 +79,7 @@ final class BucketCells {
         cells.append(RollupCell())
         if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
         if trackRTT { rttSketches.append(QuantileSketch()) }
-        slots[slot] = Int32(i)
+        slots[slot] = tag | UInt64(i + 1)
         if cells.count * 2 > slots.count { grow() }
         return i
     }
@@ -87,12 +93,12 @@ final class BucketCells {
 
     private func grow() {
         let size = slots.count * 2
-        slots = [Int32](repeating: -1, count: size)
+        slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
         for i in 0..<cells.count {
             var slot = Int(truncatingIfNeeded: hashes[i]) & mask
-            while slots[slot] >= 0 { slot = (slot + 1) & mask }
-            slots[slot] = Int32(i)
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
         }
     }
 
@@ -101,7 +107,7 @@ final class BucketCells {
 
     /// Approximate memory held, for backpressure accounting.
     var memoryBytes: Int {
-        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width + 8 + 8) + slots.count * 4
+        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width + 8) + slots.count * 8
         if trackSubscribers { total += subscriberSketches.reduce(0) { $0 + $1.memoryBytes } }
         if trackRTT { total += rttSketches.reduce(0) { $0 + $1.memoryBytes } }
         return total

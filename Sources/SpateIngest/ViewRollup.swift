@@ -25,7 +25,7 @@ final class ViewRollup {
 
     var cellCount: Int { buckets.reduce(0) { $0 + $1.count } + closing.reduce(0) { $0 + $1.count } }
     var memoryBytes: Int { buckets.reduce(0) { $0 + $1.memoryBytes } + closing.reduce(0) { $0 + $1.memoryBytes } }
-    var isDirty: Bool { buckets.contains { !$0.dirtyCells.isEmpty } || !closing.isEmpty }
+    var isDirty: Bool { (definition.topK == 0 && buckets.contains { !$0.dirtyCells.isEmpty }) || !closing.isEmpty }
 
     @inline(__always)
     private func bucket(start: UInt64, offset: Int64, maxEventTsBefore: UInt64) -> BucketCells {
@@ -116,7 +116,7 @@ final class ViewRollup {
         var keep: [BucketCells] = []
         for b in buckets {
             if b.end <= watermark {
-                if !b.dirtyCells.isEmpty { closing.append(b) }
+                if !b.dirtyCells.isEmpty || (definition.topK > 0 && b.count > 0) { closing.append(b) }
             } else {
                 keep.append(b)
             }
@@ -125,32 +125,82 @@ final class ViewRollup {
         last = nil
     }
 
+    /// The dimension values of cell `i`, rendered.
+    private func values(_ b: BucketCells, _ i: Int, _ interner: StringInterner) -> [String] {
+        let key = b.key(i)
+        var values: [String] = []
+        values.reserveCapacity(width)
+        for (k, d) in definition.dimensions.enumerated() {
+            let v = key[key.startIndex + k]
+            switch d {
+            case .serverPrefix, .clientPrefix: values.append(Self.prefixText(v))
+            case .probe, .interface, .l4Protocol, .serverPort: values.append(String(v))
+            default: values.append(interner.string(UInt32(v)))
+            }
+        }
+        return values
+    }
+
+    /// Emits the final documents of a closed bucket of a top-K view: its K largest cells by
+    /// bytes (ties by records, then by dimension values — the same choice on every replay) and
+    /// one "(other)" document with the sums, sketches and latest offset of the rest.
+    func emitTopK(bucket b: BucketCells, partition: Int32, interner: StringInterner, into sink: inout some RollupDocumentSink) {
+        let rendered = (0..<b.count).map { values(b, $0, interner) }
+        let order = (0..<b.count).sorted { x, y in
+            let (cx, cy) = (b.cells[x], b.cells[y])
+            let (bx, by) = (cx.bytesUp &+ cx.bytesDown, cy.bytesUp &+ cy.bytesDown)
+            if bx != by { return bx > by }
+            if cx.records != cy.records { return cx.records > cy.records }
+            return rendered[x].lexicographicallyPrecedes(rendered[y])
+        }
+        for i in order.prefix(definition.topK) { emitCell(b, i, rendered[i], partition: partition, into: &sink) }
+        let rest = order.dropFirst(definition.topK)
+        guard !rest.isEmpty else { return }
+        var other = RollupCell()
+        var hll: HyperLogLog? = b.trackSubscribers ? HyperLogLog(precision: b.hllPrecision) : nil
+        var rtt: QuantileSketch? = b.trackRTT ? QuantileSketch() : nil
+        for i in rest {
+            let c = b.cells[i]
+            other.records &+= c.records
+            other.flows &+= c.flows
+            other.bytesUp &+= c.bytesUp
+            other.bytesDown &+= c.bytesDown
+            other.packetsUp &+= c.packetsUp
+            other.packetsDown &+= c.packetsDown
+            other.rttCount &+= c.rttCount
+            other.rttSum &+= c.rttSum
+            other.rttMin = min(other.rttMin, c.rttMin)
+            other.rttMax = max(other.rttMax, c.rttMax)
+            other.lastOffset = max(other.lastOffset, c.lastOffset)
+            if b.trackSubscribers { hll!.merge(b.subscriberSketches[i]) }
+            if b.trackRTT { rtt!.merge(b.rttSketches[i]) }
+        }
+        sink.add(document(b, other, Array(repeating: ViewDefinition.otherValue, count: width), partition: partition, hll: hll, rtt: rtt))
+    }
+
+    private func document(_ b: BucketCells, _ c: RollupCell, _ values: [String], partition: Int32, hll: HyperLogLog?, rtt: QuantileSketch?) -> RollupDocument {
+        RollupDocument(
+            view: definition, bucketStart: b.start, partition: partition, dimensionValues: values,
+            records: c.records, flows: c.flows, bytesUp: c.bytesUp, bytesDown: c.bytesDown,
+            packetsUp: c.packetsUp, packetsDown: c.packetsDown, rttCount: c.rttCount, rttSum: c.rttSum,
+            rttMin: c.rttMin, rttMax: c.rttMax, lastOffset: c.lastOffset, subscribers: hll, rtt: rtt)
+    }
+
+    private func emitCell(_ b: BucketCells, _ i: Int, _ values: [String], partition: Int32, into sink: inout some RollupDocumentSink) {
+        sink.add(
+            document(
+                b, b.cells[i], values, partition: partition, hll: b.trackSubscribers ? b.subscriberSketches[i] : nil,
+                rtt: b.trackRTT ? b.rttSketches[i] : nil))
+    }
+
     /// Emits the dirty cells of `bucket` as documents and marks them clean.
     func emit(bucket b: BucketCells, partition: Int32, interner: StringInterner, into sink: inout some RollupDocumentSink) {
         for i32 in b.dirtyCells {
             let i = Int(i32)
-            let key = b.key(i)
-            var values: [String] = []
-            values.reserveCapacity(width)
-            for (k, d) in definition.dimensions.enumerated() {
-                let v = key[key.startIndex + k]
-                switch d {
-                case .serverPrefix, .clientPrefix: values.append(Self.prefixText(v))
-                case .probe, .interface, .l4Protocol, .serverPort: values.append(String(v))
-                default: values.append(interner.string(UInt32(v)))
-                }
-            }
-            let c = b.cells[i]
-            sink.add(
-                RollupDocument(
-                    view: definition, bucketStart: b.start, partition: partition, dimensionValues: values,
-                    records: c.records, flows: c.flows, bytesUp: c.bytesUp, bytesDown: c.bytesDown,
-                    packetsUp: c.packetsUp, packetsDown: c.packetsDown, rttCount: c.rttCount, rttSum: c.rttSum,
-                    rttMin: c.rttMin, rttMax: c.rttMax, lastOffset: c.lastOffset,
-                    subscribers: b.trackSubscribers ? b.subscriberSketches[i] : nil,
-                    rtt: b.trackRTT ? b.rttSketches[i] : nil))
+            emitCell(b, i, values(b, i, interner), partition: partition, into: &sink)
             b.cells[i].dirty = false
         }
         b.dirtyCells.removeAll(keepingCapacity: true)
     }
+
 }

@@ -23,6 +23,18 @@ public struct KafkaMessage {
     public let value: UnsafeRawBufferPointer
     /// Producer timestamp in Unix milliseconds, or -1.
     public let timestampMs: Int64
+    fileprivate let raw: UnsafeMutablePointer<rd_kafka_message_t>
+
+    /// The value of the last header called `name`, or nil.
+    public func header(_ name: String) -> [UInt8]? {
+        var headers: OpaquePointer?
+        guard rd_kafka_message_headers(raw, &headers) == RD_KAFKA_RESP_ERR_NO_ERROR, let headers else { return nil }
+        var value: UnsafeRawPointer?
+        var size = 0
+        guard rd_kafka_header_get_last(headers, name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
+        guard let value else { return [] }
+        return Array(UnsafeRawBufferPointer(start: value, count: size))
+    }
 }
 
 /// A group consumer over librdkafka. Not thread-safe: create it, poll it and close it on one
@@ -123,7 +135,7 @@ public final class KafkaConsumer {
             let key = msg.key.map { UnsafeRawBufferPointer(start: $0, count: msg.key_len) }
             var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
             let ts = rd_kafka_message_timestamp(m, &tsType)
-            try body(KafkaMessage(partition: msg.partition, offset: msg.offset, key: key, value: value, timestampMs: ts))
+            try body(KafkaMessage(partition: msg.partition, offset: msg.offset, key: key, value: value, timestampMs: ts, raw: m))
             delivered += 1
         }
         return delivered

@@ -9,8 +9,9 @@
 public struct HyperLogLog: Sendable, Hashable {
     /// Dense precision: 2^p registers.
     public let precision: Int
-    /// Sparse entries: `index' << 6 | rho'` at precision 25; nil once dense.
-    private var sparse: [UInt32: UInt8]?
+    /// Sparse entries at precision 25, keyed by index' (empty once dense).
+    private var entries = SparseEntries()
+    private var dense = false
     private var registers: [UInt8]
 
     public static let sparsePrecision = 25
@@ -18,25 +19,19 @@ public struct HyperLogLog: Sendable, Hashable {
     public init(precision: Int) {
         precondition((4...16).contains(precision), "HyperLogLog precision must be 4...16")
         self.precision = precision
-        sparse = [:]
         registers = []
     }
 
-    public var isSparse: Bool { sparse != nil }
+    public var isSparse: Bool { !dense }
 
     /// Adds an item by its 64-bit hash (use a well-mixed hash).
     @inline(__always)
     public mutating func add(hash: UInt64) {
-        if sparse != nil {
+        if !dense {
             let p2 = Self.sparsePrecision
             let index = UInt32(truncatingIfNeeded: hash >> UInt64(64 - p2))
             let rho = UInt8(min((hash << UInt64(p2)).leadingZeroBitCount + 1, 64 - p2 + 1))
-            if let old = sparse![index] {
-                if rho > old { sparse![index] = rho }
-            } else {
-                sparse![index] = rho
-                if sparse!.count > (1 << precision) / 4 { densify() }
-            }
+            if entries.update(index: index, rho: rho) && entries.count > (1 << precision) / 4 { densify() }
         } else {
             addDense(hash: hash)
         }
@@ -50,10 +45,12 @@ public struct HyperLogLog: Sendable, Hashable {
     }
 
     private mutating func densify() {
-        guard let entries = sparse else { return }
+        guard !dense else { return }
         registers = [UInt8](repeating: 0, count: 1 << precision)
-        sparse = nil
-        for (index, rho) in entries { mergeSparseEntry(index: index, rho: rho) }
+        dense = true
+        let old = entries
+        entries = SparseEntries()
+        old.forEach { index, rho in mergeSparseEntry(index: index, rho: rho) }
     }
 
     /// Folds a precision-25 entry into the dense registers (HLL++ conversion).
@@ -74,18 +71,13 @@ public struct HyperLogLog: Sendable, Hashable {
     /// Adds every item of `other` (same precision).
     public mutating func merge(_ other: HyperLogLog) {
         precondition(other.precision == precision, "merging HyperLogLogs of different precision")
-        if let theirs = other.sparse {
-            if sparse != nil {
-                for (i, r) in theirs {
-                    if let old = sparse![i] {
-                        if r > old { sparse![i] = r }
-                    } else {
-                        sparse![i] = r
-                    }
-                }
-                if sparse!.count > (1 << precision) / 4 { densify() }
+        if !other.dense {
+            let theirs = other.entries
+            if !dense {
+                theirs.forEach { i, r in _ = entries.update(index: i, rho: r) }
+                if entries.count > (1 << precision) / 4 { densify() }
             } else {
-                for (i, r) in theirs { mergeSparseEntry(index: i, rho: r) }
+                theirs.forEach { i, r in mergeSparseEntry(index: i, rho: r) }
             }
         } else {
             densify()
@@ -95,7 +87,8 @@ public struct HyperLogLog: Sendable, Hashable {
 
     /// The estimated number of distinct items.
     public var estimate: Double {
-        if let s = sparse {
+        if !dense {
+            let s = entries
             // Linear counting over the 2^25 sparse buckets.
             let m = Double(1 << Self.sparsePrecision)
             let empty = m - Double(s.count)
@@ -155,10 +148,11 @@ public struct HyperLogLog: Sendable, Hashable {
     /// dense = [2, p, 6-bit packed registers].
     public func serialized() -> [UInt8] {
         var out: [UInt8] = []
-        if let s = sparse {
+        if !dense {
+            let s = entries
             out.append(1)
             out.append(UInt8(precision))
-            let entries = s.map { $0.key << 6 | UInt32($0.value) }.sorted()
+            let entries = s.sorted
             Varint.append(UInt64(entries.count), to: &out)
             var previous: UInt32 = 0
             for e in entries {
@@ -193,17 +187,16 @@ public struct HyperLogLog: Sendable, Hashable {
         case 1:
             var reader = Varint.Reader(bytes: bytes, position: 2)
             guard let count = reader.next(), count <= 1 << 25 else { return nil }
-            var s: [UInt32: UInt8] = [:]
-            s.reserveCapacity(Int(count))
+            var s = SparseEntries()
             var previous: UInt64 = 0
             for _ in 0..<count {
                 guard let d = reader.next() else { return nil }
                 previous += d
                 guard previous <= UInt64(UInt32.max) else { return nil }
                 let e = UInt32(previous)
-                s[e >> 6] = UInt8(e & 0x3f)
+                _ = s.update(index: e >> 6, rho: UInt8(e & 0x3f))
             }
-            sparse = s
+            entries = s
             registers = []
         case 2:
             let m = 1 << precision
@@ -222,7 +215,7 @@ public struct HyperLogLog: Sendable, Hashable {
                 acc >>= 6
                 bits -= 6
             }
-            sparse = nil
+            dense = true
             registers = regs
         default:
             return nil
@@ -230,7 +223,60 @@ public struct HyperLogLog: Sendable, Hashable {
     }
 
     /// Approximate bytes held in memory (for memory accounting).
-    public var memoryBytes: Int { sparse.map { 24 + $0.count * 10 } ?? registers.count + 32 }
+    public var memoryBytes: Int { dense ? registers.count + 32 : 32 + entries.capacity * 4 }
+}
+
+/// The sparse form's entries: an open-addressing set of `index << 6 | rho` words keyed by
+/// index (0 marks an empty slot: rho is never 0). Cheaper than a Dictionary per add.
+struct SparseEntries: Sendable, Hashable {
+    private var slots: [UInt32] = [UInt32](repeating: 0, count: 16)
+    private(set) var count = 0
+
+    var capacity: Int { slots.count }
+
+    /// Sets rho for `index` to the larger of old and new; true when `index` was new.
+    @inline(__always)
+    mutating func update(index: UInt32, rho: UInt8) -> Bool {
+        let mask = slots.count - 1
+        var slot = Int(truncatingIfNeeded: index &* 0x9E37_79B1) & mask
+        while true {
+            let e = slots[slot]
+            if e == 0 {
+                slots[slot] = index << 6 | UInt32(rho)
+                count += 1
+                if count * 4 > slots.count * 3 { grow() }
+                return true
+            }
+            if e >> 6 == index {
+                if UInt32(rho) > e & 0x3f { slots[slot] = index << 6 | UInt32(rho) }
+                return false
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    private mutating func grow() {
+        let old = slots
+        slots = [UInt32](repeating: 0, count: old.count * 2)
+        count = 0
+        for e in old where e != 0 { _ = update(index: e >> 6, rho: UInt8(e & 0x3f)) }
+    }
+
+    func forEach(_ body: (UInt32, UInt8) -> Void) {
+        for e in slots where e != 0 { body(e >> 6, UInt8(e & 0x3f)) }
+    }
+
+    /// The entries as sorted `index << 6 | rho` words.
+    var sorted: [UInt32] { slots.filter { $0 != 0 }.sorted() }
+
+    static func == (a: SparseEntries, b: SparseEntries) -> Bool { a.count == b.count && a.sorted == b.sorted }
+
+    func hash(into hasher: inout Hasher) {
+        var sum: UInt64 = 0
+        forEach { i, r in sum &+= UInt64(i << 6 | UInt32(r)) &* 0x9E37_79B9_7F4A_7C15 }
+        hasher.combine(count)
+        hasher.combine(sum)
+    }
 }
 
 #if canImport(Glibc)

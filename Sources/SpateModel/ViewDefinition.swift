@@ -46,10 +46,18 @@ public struct ViewDefinition: Sendable, Hashable {
     public var hllPrecision: Int
     /// How often dirty documents are rewritten; a bucket is also written once when it closes.
     public var flushIntervalMs: UInt64
+    /// 0: every cell is a document, rewritten while its bucket is open. N > 0: a bucket is
+    /// written once, when it closes, as its N largest cells (by bytes) plus one "(other)"
+    /// document holding the rest — for dimensions whose cardinality grows with the user base
+    /// (subscribers), so documents per record stay bounded. Totals stay exact.
+    public var topK: Int
+
+    /// The dimension value of the document that sums the cells outside the top K.
+    public static let otherValue = "(other)"
 
     public init(
         name: String, bucketMs: UInt64, dimensions: [Dimension], sketches: Set<SketchKind> = [],
-        hllPrecision: Int = 14, flushIntervalMs: UInt64 = 10_000
+        hllPrecision: Int = 14, flushIntervalMs: UInt64 = 10_000, topK: Int = 0
     ) {
         self.name = name
         self.bucketMs = bucketMs
@@ -57,6 +65,7 @@ public struct ViewDefinition: Sendable, Hashable {
         self.sketches = sketches
         self.hllPrecision = hllPrecision
         self.flushIntervalMs = flushIntervalMs
+        self.topK = topK
     }
 
     /// The most dimensions a view may have.
@@ -77,6 +86,7 @@ public struct ViewDefinition: Sendable, Hashable {
         if Set(dimensions).count != dimensions.count { out.append("dimensions repeat") }
         if !(4...16).contains(hllPrecision) { out.append("hll_precision must be 4...16 (got \(hllPrecision))") }
         if flushIntervalMs < 100 { out.append("flush_interval must be at least 100ms") }
+        if topK < 0 || topK > 1_000_000 { out.append("top_k must be 0 (all cells) to 1000000 (got \(topK))") }
         return out
     }
 
@@ -91,7 +101,7 @@ public struct ViewDefinition: Sendable, Hashable {
             sketches: [.subscribers, .rtt], hllPrecision: 16, flushIntervalMs: 60_000),
         ViewDefinition(
             name: "subscriber_5m", bucketMs: 300_000, dimensions: [.subscriber, .application],
-            sketches: [], flushIntervalMs: 60_000),
+            sketches: [], flushIntervalMs: 60_000, topK: 1000),
         ViewDefinition(
             name: "server_1m", bucketMs: 60_000, dimensions: [.serverPrefix, .serverPort, .application],
             sketches: [.subscribers], hllPrecision: 12, flushIntervalMs: 20_000),

@@ -16,6 +16,7 @@ final class FlushTicket: Sendable {
     /// Dead letters of this partition sent before the snapshot; all must settle first.
     let deadLetters: UInt64
     let bytes: Int
+    let created = ContinuousClock.now
     private let outcome = Mutex<Outcome?>(nil)
     private let signal = DispatchSemaphore(value: 0)
 

@@ -38,6 +38,12 @@ public final class IngestService: Service, Sendable {
         logger.info("ingesting \(configuration.kafka.topic) as group \(configuration.kafka.group) with \(workers.count) workers")
 
         let stats = Task { await self.logStats() }
+        let memory = Task {
+            while !Task.isCancelled {
+                if let rss = residentMemoryBytes() { self.counters.residentBytes.store(rss, ordering: .relaxed) }
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        }
         await withGracefulShutdownHandler {
             // Run until a worker fails or shutdown is requested.
             while !Task.isShuttingDownGracefully {
@@ -63,6 +69,7 @@ public final class IngestService: Service, Sendable {
         }
         writer.stop()
         stats.cancel()
+        memory.cancel()
         deadLetters.close(timeout: .seconds(5))
         elastic.shutdown()
         logger.info(
@@ -114,8 +121,9 @@ public final class IngestService: Service, Sendable {
             let checkpoints = c.checkpoints.load(ordering: .relaxed)
             let pending = c.pendingDocuments.load(ordering: .relaxed)
             let partitions = progress.keys.sorted()
+            let rssMB = c.residentBytes.load(ordering: .relaxed) / 1_000_000
             logger.info(
-                "ingest: \(recordRate) records/s, \(docRate) docs/s; totals records \(records) late \(late) malformed \(malformed) docs \(docs) retries \(retries) checkpoints \(checkpoints); pending \(pending) docs; partitions \(partitions) lag \(lag)")
+                "ingest: \(recordRate) records/s, \(docRate) docs/s; totals records \(records) late \(late) malformed \(malformed) docs \(docs) retries \(retries) checkpoints \(checkpoints); pending \(pending) docs; rss \(rssMB) MB; partitions \(partitions) lag \(lag)")
             last = (records, docs, now)
         }
     }

@@ -184,12 +184,16 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             for slot in slots.values { slot.due.insert(v) }
             nextDue[v] = now + .milliseconds(Int64(configuration.views[v].flushIntervalMs))
         }
+        // Periodic rewrites of open buckets wait while the store is behind; closed buckets
+        // (final documents, memory to free) are written regardless.
+        let storeBehind = counters.pendingDocuments.load(ordering: .relaxed) >= configuration.ingest.maxPendingDocuments
+            || Int64(counters.pendingBytes.load(ordering: .relaxed)) >= configuration.ingest.maxPendingBytes
         for (partition, slot) in slots {
             if let t = slot.inFlight, let outcome = t.result {
                 slot.inFlight = nil
                 if outcome == .stored { commit(partition, slot, t.resume, sync: false) }
             }
-            if slot.inFlight == nil && (slot.rollup.hasClosedBuckets || !slot.due.isEmpty) {
+            if slot.inFlight == nil && (slot.rollup.hasClosedBuckets || (!slot.due.isEmpty && !storeBehind)) {
                 submitFlush(partition, slot, all: false)
             }
         }
@@ -226,15 +230,21 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private func applyBackpressure() {
         let docs = counters.pendingDocuments.load(ordering: .relaxed)
         let bytes = counters.pendingBytes.load(ordering: .relaxed) + counters.openStateBytes.load(ordering: .relaxed)
-        let over = docs > configuration.ingest.maxPendingDocuments || Int64(bytes) > configuration.ingest.maxPendingBytes
+        let rss = Int64(counters.residentBytes.load(ordering: .relaxed))
+        let memoryHigh = rss > configuration.ingest.maxMemory * 85 / 100
+        let now = ContinuousClock.now
+        let stalled = slots.values.contains { $0.inFlight.map { now - $0.created > configuration.ingest.storeStallTimeout } ?? false }
+        let over = docs > configuration.ingest.maxPendingDocuments || Int64(bytes) > configuration.ingest.maxPendingBytes || memoryHigh || stalled
         let under = docs < configuration.ingest.maxPendingDocuments / 2 && Int64(bytes) < configuration.ingest.maxPendingBytes / 2
+            && rss < configuration.ingest.maxMemory * 70 / 100 && !stalled
         let owned = slots.keys.map { KafkaTopicPartition(topic: configuration.kafka.topic, partition: $0) }
         if over && !paused && !owned.isEmpty {
             do {
                 try consumer.pause(owned)
                 paused = true
                 counters.pauses.add(1, ordering: .relaxed)
-                logger.warning("store is behind (\(docs) documents, \(bytes) bytes pending): pausing \(owned.count) partitions")
+                let why = stalled ? "a flush unacknowledged for over \(configuration.ingest.storeStallTimeout)" : "\(docs) documents, \(bytes) bytes pending, resident \(rss) bytes"
+                logger.warning("store is behind (\(why)): pausing \(owned.count) partitions")
             } catch { logger.error("pause failed: \(error)") }
         } else if paused && under {
             do {

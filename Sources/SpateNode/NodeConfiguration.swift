@@ -61,6 +61,11 @@ public struct NodeConfiguration: Sendable {
         public var statsInterval: Duration
         /// librdkafka's pre-fetch queue per worker (queued.max.messages.kbytes).
         public var fetchQueueBytes: Int64
+        /// The node's resident memory bound: ingest pauses at 85% of it until memory falls.
+        public var maxMemory: Int64
+        /// A flush unacknowledged for this long means the store is down or overloaded: the
+        /// worker pauses its partitions until it is acknowledged.
+        public var storeStallTimeout: Duration
     }
 
     public var node: Node
@@ -68,6 +73,8 @@ public struct NodeConfiguration: Sendable {
     public var elasticsearch: Elastic
     public var ingest: Ingest
     public var views: [ViewDefinition]
+    public var query: QueryConfiguration
+    public var retention: RetentionConfiguration
 }
 
 extension NodeConfiguration {
@@ -85,7 +92,10 @@ extension NodeConfiguration {
             "url", "username", "password_file", "api_key_file", "ca_file", "index_prefix", "max_concurrent_bulks",
             "bulk_max_documents", "bulk_max_bytes", "request_timeout", "shards", "replicas",
         ],
-        "ingest": ["allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes"],
+        "ingest": [
+            "allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes",
+            "max_memory", "store_stall_timeout",
+        ],
     ]
 
     /// Loads and validates. `path` nil means no file (defaults + environment).
@@ -98,7 +108,7 @@ extension NodeConfiguration {
             }
         }
         let tree = try ConfigTree(yaml: text)
-        for (section, keys) in scalarKeys {
+        for (section, keys) in scalarKeys.merging(["query": queryKeys, "retention": retentionKeys], uniquingKeysWith: { $1 }) {
             for key in keys {
                 let env = "SPATE_\(sectionEnvironmentNames[section]!)_\(key.uppercased())"
                 if let v = environment[env] { tree.set("\(section).\(key)", v) }
@@ -200,7 +210,7 @@ extension NodeConfiguration {
             apiKey: try secret(fileKey: "elasticsearch.api_key_file", env: "SPATE_ES_API_KEY"),
             caFile: try optional("elasticsearch.ca_file"),
             indexPrefix: try str("elasticsearch.index_prefix", "spate"),
-            maxConcurrentBulks: try int("elasticsearch.max_concurrent_bulks", 4, 1...64),
+            maxConcurrentBulks: try int("elasticsearch.max_concurrent_bulks", 2, 1...64),
             bulkMaxDocuments: try int("elasticsearch.bulk_max_documents", 5000, 1...100_000),
             bulkMaxBytes: Int(try bytes("elasticsearch.bulk_max_bytes", 8_000_000, min: 10_000)),
             requestTimeout: try duration("elasticsearch.request_timeout", .seconds(30), min: .milliseconds(100)),
@@ -219,16 +229,24 @@ extension NodeConfiguration {
             throw ConfigurationError("elasticsearch.ca_file", "\(ca) is not readable")
         }
 
+        let maxMemory = try bytes("ingest.max_memory", 2_000_000_000, min: 64_000_000)
         let ingest = Ingest(
             allowedLateness: try duration("ingest.allowed_lateness", .seconds(120)),
             maxPendingDocuments: try int("ingest.max_pending_documents", 200_000, 100...100_000_000),
-            maxPendingBytes: try bytes("ingest.max_pending_bytes", 256_000_000, min: 1_000_000),
+            maxPendingBytes: try bytes("ingest.max_pending_bytes", maxMemory / 4, min: 1_000_000),
             shutdownGrace: try duration("ingest.shutdown_grace", .seconds(30), min: .seconds(1)),
             statsInterval: try duration("ingest.stats_interval", .seconds(10), min: .milliseconds(100)),
-            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", 32_000_000, min: 1_000_000))
+            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000),
+            maxMemory: maxMemory,
+            storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)))
+        if ingest.maxPendingBytes > ingest.maxMemory / 2 {
+            throw ConfigurationError("ingest.max_pending_bytes", "must be at most half of ingest.max_memory (\(ingest.maxMemory))")
+        }
 
         let views = try parseViews(t)
-        return NodeConfiguration(node: node, kafka: kafkaResolved, elasticsearch: es, ingest: ingest, views: views)
+        return NodeConfiguration(
+            node: node, kafka: kafkaResolved, elasticsearch: es, ingest: ingest, views: views,
+            query: try buildQuery(t, environment: environment), retention: try buildRetention(t, views: views))
     }
 
     private static func parseViews(_ t: ConfigTree) throws -> [ViewDefinition] {
@@ -239,7 +257,7 @@ extension NodeConfiguration {
         for (i, item) in items.enumerated() {
             let base = "views[\(i)]"
             guard case .map(let pairs) = item else { throw ConfigurationError(base, "expected a mapping") }
-            let allowed: Set<String> = ["name", "bucket", "dimensions", "sketches", "hll_precision", "flush_interval"]
+            let allowed: Set<String> = ["name", "bucket", "dimensions", "sketches", "hll_precision", "flush_interval", "top_k"]
             if let bad = pairs.first(where: { !allowed.contains($0.0) }) {
                 throw ConfigurationError("\(base).\(bad.0)", "unknown key (allowed: \(allowed.sorted().joined(separator: ", ")))")
             }
@@ -279,10 +297,15 @@ extension NodeConfiguration {
                 return p
             } ?? 14
             let flush = try scalar("flush_interval").map { try ConfigValue.duration($0, key: "\(where_).flush_interval") } ?? .seconds(10)
+            let topK = try scalar("top_k").map { s in
+                guard let k = Int(s) else { throw ConfigurationError("\(where_).top_k", "'\(s)' is not a whole number") }
+                return k
+            } ?? 0
             let view = ViewDefinition(
                 name: name, bucketMs: UInt64(bucket.components.seconds) * 1000 + UInt64(bucket.components.attoseconds / 1_000_000_000_000_000),
                 dimensions: dims, sketches: Set(sketches), hllPrecision: precision,
-                flushIntervalMs: UInt64(flush.components.seconds) * 1000 + UInt64(flush.components.attoseconds / 1_000_000_000_000_000))
+                flushIntervalMs: UInt64(flush.components.seconds) * 1000 + UInt64(flush.components.attoseconds / 1_000_000_000_000_000),
+                topK: topK)
             if let problem = view.problems().first { throw ConfigurationError(where_, problem) }
             if out.contains(where: { $0.name == name }) { throw ConfigurationError("\(where_).name", "'\(name)' is defined twice") }
             out.append(view)
@@ -316,12 +339,26 @@ extension NodeConfiguration {
             "ingest.allowed_lateness = \(d(ingest.allowedLateness))",
             "ingest.max_pending_documents = \(ingest.maxPendingDocuments)", "ingest.max_pending_bytes = \(ingest.maxPendingBytes)",
             "ingest.shutdown_grace = \(d(ingest.shutdownGrace))", "ingest.stats_interval = \(d(ingest.statsInterval))",
-            "ingest.fetch_queue_bytes = \(ingest.fetchQueueBytes)",
+            "ingest.fetch_queue_bytes = \(ingest.fetchQueueBytes)", "ingest.max_memory = \(ingest.maxMemory)",
+            "ingest.store_stall_timeout = \(d(ingest.storeStallTimeout))",
         ]
+        lines += [
+            "query.listen = \(query.listen)", "query.advertise = \(query.advertise)", "query.token = \(query.token == nil ? "(none)" : "***")",
+            "query.tls = \(query.tlsCertificateFile == nil ? "off" : "on (\(query.tlsCertificateFile!))")",
+            "query.max_frame_size = \(query.maxFrameSize)", "query.max_streams_per_connection = \(query.maxStreamsPerConnection)",
+            "query.max_connections = \(query.maxConnections)", "query.idle_timeout = \(d(query.idleTimeout))",
+            "query.max_deadline = \(d(query.maxDeadline))", "query.min_refresh = \(d(query.minimumRefresh))",
+            "retention.enabled = \(retention.enabled)", "retention.max_total_bytes = \(retention.maxTotalBytes)",
+            "retention.check_interval = \(d(retention.checkInterval))", "retention.lease = \(d(retention.lease))",
+        ]
+        for v in views {
+            lines.append("retention.max_age.\(v.name) = \(retentionDays(for: v))d")
+        }
         for v in views {
             lines.append(
                 "view \(v.name): bucket \(v.bucketMs / 1000)s, dimensions \(v.dimensions.map(\.rawValue).joined(separator: ",")), "
-                    + "sketches \(v.sketches.map(\.rawValue).sorted().joined(separator: ",")), hll_precision \(v.hllPrecision), flush \(v.flushIntervalMs)ms")
+                    + "sketches \(v.sketches.map(\.rawValue).sorted().joined(separator: ",")), hll_precision \(v.hllPrecision), flush \(v.flushIntervalMs)ms"
+                    + (v.topK > 0 ? ", top_k \(v.topK) (written when a bucket closes)" : ""))
         }
         return lines
     }

@@ -26,6 +26,8 @@ public final class NodeCounters: Sendable {
     public let pendingBytes = Atomic<Int>(0)
     /// Open rollup state, summed over workers.
     public let openStateBytes = Atomic<Int>(0)
+    /// The process's resident memory, sampled by the service.
+    public let residentBytes = Atomic<Int>(0)
 
     /// Per-partition progress: next offset, committed resume offset, high watermark.
     private let partitionState = Mutex<[Int32: PartitionProgress]>([:])
@@ -48,3 +50,20 @@ public final class NodeCounters: Sendable {
     /// The partitions this node owns now, with their progress.
     public var progress: [Int32: PartitionProgress] { partitionState.withLock { $0 } }
 }
+
+/// The calling process's resident set size in bytes (from /proc/self/statm), or nil.
+public func residentMemoryBytes() -> Int? {
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let n = read(fd, &buffer, buffer.count)
+    guard n > 0 else { return nil }
+    let fields = buffer[..<n].split(separator: UInt8(ascii: " "))
+    guard fields.count > 1, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return nil }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -115,8 +115,12 @@ public enum Repository {
 
 /// The project's executables, built next to the test bundle by `swift build --build-tests`.
 public enum Binaries {
+    /// Where the executables are: `SPATE_BIN_DIR` (cluster/check points it at a release
+    /// build), else the build products folder of the test bundle.
+    public static let directory: String = ProcessInfo.processInfo.environment["SPATE_BIN_DIR"] ?? testBundleDirectory
+
     /// The build products folder (where the test bundle itself lives).
-    public static let directory: String = {
+    public static let testBundleDirectory: String = {
         var url = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
         url.deleteLastPathComponent()
         // The xctest bundle is a directory on some platforms; walk up to the products folder.

@@ -15,7 +15,8 @@ public final class ChildProcess: @unchecked Sendable {
     private var exitStatus: Int32?
 
     /// Starts `executable` with `arguments`; stdin is /dev/null, stdout and stderr go to
-    /// `logPath` (appended). `environment` entries are added to this process's environment.
+    /// `logPath` (appended). The child gets this process's environment without any `SPATE_*`
+    /// variable (a test's children are configured explicitly), plus `environment`.
     public init(_ executable: String, _ arguments: [String], environment: [String: String] = [:], logPath: String) throws {
         self.logPath = logPath
         var actions = posix_spawn_file_actions_t()
@@ -31,7 +32,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP))
         posix_spawnattr_setpgroup(&attributes, 0)
 
-        let env = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SPATE_") }.merging(environment) { _, new in new }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -75,6 +76,16 @@ public final class ChildProcess: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return exitStatus
+    }
+
+    /// Resident memory of process `pid` in bytes (VmRSS), or nil when it is gone.
+    public static func residentBytes(pid: Int32) -> Int64? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            let kb = line.split(separator: " ").compactMap { Int64($0) }.first
+            return kb.map { $0 * 1024 }
+        }
+        return nil
     }
 
     /// The log's contents so far.

@@ -8,7 +8,7 @@ import SpateProbe
 struct SpateBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spate-bench", abstract: "Micro-benchmarks (build with -c release).",
-        subcommands: [ProbeEncode.self, Decode.self])
+        subcommands: [ProbeEncode.self, Decode.self, Drain.self])
 }
 
 struct ProbeEncode: ParsableCommand {

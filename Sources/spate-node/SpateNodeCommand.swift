@@ -57,14 +57,15 @@ struct SpateNodeCommand: AsyncParsableCommand {
         logger.info("spate-node starting with librdkafka \(KafkaLibrary.versionString)")
         for line in configuration.printable { logger.info("config: \(line)") }
 
-        let ingest: IngestService
-        do { ingest = try IngestService(configuration: configuration, logger: logger) } catch {
+        let node: SpateNodeServices
+        do { node = try SpateNodeServices(configuration: configuration, logger: logger) } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)
         }
+        let ingest = node.ingest
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: ingest, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup)],
+                services: node.services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) },
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {

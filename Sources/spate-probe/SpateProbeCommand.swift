@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SpateModel
 import SpateProbe
 
 @main
@@ -70,7 +71,7 @@ struct SpateProbeCommand: ParsableCommand {
             throw ValidationError("--compression must be none, gzip, snappy, lz4 or zstd, got '\(compression)'")
         }
         guard malformed >= 0, malformed < 1 else { throw ValidationError("--malformed must be in [0, 1), got \(malformed)") }
-        guard TimeParsing.instantMs(start, nowMs: 1) != nil else {
+        guard TimeParsing.instantMs(start, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)) != nil else {
             throw ValidationError("--start: cannot read '\(start)' (use now, now-5d, 2026-11-20T00:00:00Z or Unix ms)")
         }
         for p in properties where !p.contains("=") || p.hasPrefix("=") {

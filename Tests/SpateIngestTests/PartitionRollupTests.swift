@@ -40,6 +40,7 @@ struct CollectingSink: RollupDocumentSink {
 struct PartitionRollupTests {
     static let view1m = ViewDefinition(name: "app_1m", bucketMs: 60_000, dimensions: [.application, .probe], sketches: [.subscribers, .rtt], flushIntervalMs: 1000)
     static let view5m = ViewDefinition(name: "sub_5m", bucketMs: 300_000, dimensions: [.subscriber], sketches: [], flushIntervalMs: 1000)
+    static let viewTop = ViewDefinition(name: "top_5m", bucketMs: 300_000, dimensions: [.subscriber, .application], sketches: [.subscribers], flushIntervalMs: 1000, topK: 3)
 
     /// A partition's messages: event times mostly rising with jitter, some stragglers.
     static func makeMessages(count: Int, seed: UInt64) -> [[UInt8]?] {
@@ -106,12 +107,37 @@ struct PartitionRollupTests {
         return (sums, late)
     }
 
+    static func maxEventTime(_ messages: [[UInt8]?]) throws -> UInt64 {
+        let decoder = RecordBatchDecoder()
+        var m: UInt64 = 0
+        for bytes in messages.compactMap({ $0 }) { for r in try decoder.decode(bytes).records { m = max(m, r.endTimeMs) } }
+        return m
+    }
+
     @Test("random crashes, replays and lost acknowledgements never change the stored sums", arguments: 1...12)
     func crashesAndReplays(seed: UInt64) throws {
         let messages = Self.makeMessages(count: 400, seed: seed)
-        let views = [Self.view1m, Self.view5m]
+        let views = [Self.view1m, Self.view5m, Self.viewTop]
         let lateness: UInt64 = 120_000
-        let (expected, expectedLate) = try Self.reference(messages, views: views, lateness: lateness)
+        let (allExpected, expectedLate) = try Self.reference(messages, views: views, lateness: lateness)
+        // Top-K views keep K documents per bucket plus "(other)": their per-bucket totals must
+        // be exact; the others must be exact per cell.
+        // A top-K bucket is written when it closes, so only buckets the final watermark closed count.
+        let finalWatermark = try Self.maxEventTime(messages) - lateness
+        func perBucket(_ m: [VersionedStore.Key: VersionedStore.Value]) -> [String: VersionedStore.Value] {
+            var out: [String: VersionedStore.Value] = [:]
+            for (k, v) in m where k.view == Self.viewTop.name && k.bucket + Self.viewTop.bucketMs <= finalWatermark {
+                var t = out["\(k.bucket)"] ?? .init(records: 0, flows: 0, bytesUp: 0, bytesDown: 0, packets: 0)
+                t.records &+= v.records
+                t.flows &+= v.flows
+                t.bytesUp &+= v.bytesUp
+                t.bytesDown &+= v.bytesDown
+                t.packets &+= v.packets
+                out["\(k.bucket)"] = t
+            }
+            return out
+        }
+        let expected = allExpected.filter { $0.key.view != Self.viewTop.name }
         var rng = SplitMix64(seed: seed &* 7919)
         var store = VersionedStore()
         var deadLettered: Set<[Int64]> = []
@@ -171,7 +197,12 @@ struct PartitionRollupTests {
             for d in sink.documents { store.apply(d) }
             break
         }
-        let actual = store.docs.mapValues(\.value)
+        let allActual = store.docs.mapValues(\.value)
+        let actual = allActual.filter { $0.key.view != Self.viewTop.name }
+        #expect(perBucket(allActual) == perBucket(allExpected), "seed \(seed): top-K bucket totals differ")
+        let topDocs = Dictionary(grouping: allActual.keys.filter { $0.view == Self.viewTop.name }, by: \.bucket)
+        #expect(topDocs.values.allSatisfy { $0.count <= Self.viewTop.topK + 1 }, "seed \(seed): a top-K bucket has too many documents")
+        #expect(topDocs.values.contains { $0.contains { $0.dims == ["(other)", "(other)"] } })
         let wrong = Set(actual.keys).union(expected.keys).filter { actual[$0] != expected[$0] }
         let sample = wrong.prefix(3).map { "\($0): stored \(String(describing: actual[$0])) expected \(String(describing: expected[$0]))" }
         #expect(wrong.isEmpty, "seed \(seed), \(crashes) crashes, \(wrong.count) of \(expected.count) cells differ: \(sample)")

@@ -3,5 +3,6 @@
 #ifndef SPATE_PROTOS_H
 #define SPATE_PROTOS_H
 #include "spate/probe/v1/probe.pb-c.h"
+#include "spate/query/v1/query.pb-c.h"
 #include "spate_arena.h"
 #endif

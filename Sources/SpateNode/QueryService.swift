@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+import SpateElastic
+import SpateIngest
+import SpateModel
+import SpateQuery
+import SpateWire
+
+/// The query methods: Status, ListViews, Query and Watch (Storage when retention runs).
+final class QueryService: CallHandler {
+    let configuration: NodeConfiguration
+    let counters: NodeCounters
+    let engine: QueryEngine
+    let hub: WatchHub
+    let elastic: ElasticClient
+    let version: String
+    /// Status of the other nodes of the group (filled by the membership reader).
+    let cluster: @Sendable () async -> [NodeStatus]
+    let storage: (@Sendable () async throws -> StorageReport)?
+    let warnings: @Sendable () -> [String]
+    private let rates = RateTracker()
+
+    init(
+        configuration: NodeConfiguration, counters: NodeCounters, elastic: ElasticClient, engine: QueryEngine, version: String,
+        cluster: @escaping @Sendable () async -> [NodeStatus] = { [] },
+        storage: (@Sendable () async throws -> StorageReport)? = nil, warnings: @escaping @Sendable () -> [String] = { [] }
+    ) {
+        self.configuration = configuration
+        self.counters = counters
+        self.elastic = elastic
+        self.engine = engine
+        let minimum = configuration.query.minimumRefresh
+        hub = WatchHub(engine: engine, minimumRefreshMs: UInt32(minimum.components.seconds * 1000 + minimum.components.attoseconds / 1_000_000_000_000_000))
+        self.version = version
+        self.cluster = cluster
+        self.storage = storage
+        self.warnings = warnings
+    }
+
+    func handle(method: Method, request: [UInt8], emit: @escaping @Sendable ([UInt8]) -> Void) async throws {
+        switch method {
+        case .status:
+            emit(WireMessages.encode(try await status()))
+        case .listViews:
+            emit(WireMessages.encode(viewSummaries))
+        case .query:
+            let query = try WireMessages.decodeQuery(request)
+            emit(WireMessages.encode(try await engine.run(query)))
+        case .watch:
+            let (query, refresh) = try WireMessages.decodeWatch(request)
+            _ = try engine.plan(query)  // a bad query fails now, not at the first refresh
+            let (_, updates) = hub.watch(query, refreshMs: refresh)
+            for await update in updates {
+                switch update {
+                case .success(let r): emit(WireMessages.encode(r))
+                case .failure(let e) where e.code == .invalidArgument || e.code == .notFound: throw e
+                case .failure:
+                    // A transient store error: the watcher keeps its last answer and shows
+                    // staleness; the next refresh may succeed.
+                    continue
+                }
+            }
+            throw CancellationError()
+        case .storage:
+            guard let storage else { throw RPCError(.unimplemented, "Storage is not served by this node") }
+            emit(WireMessages.encode(try await storage()))
+        }
+    }
+
+    var viewSummaries: [ViewSummary] {
+        configuration.views.map { v in
+            ViewSummary(
+                name: v.name, bucketMs: v.bucketMs, dimensions: v.dimensions.map(\.rawValue),
+                metrics: Metric.allCases.map(\.rawValue) + ["rtt_min_us", "rtt_max_us", "rtt_sum_us", "rtt_count"],
+                sketches: v.sketches.map(\.rawValue).sorted(), retentionDays: configuration.retentionDays(for: v))
+        }
+    }
+
+    /// This node's own state.
+    func selfStatus() -> NodeStatus {
+        let c = counters
+        let records = c.records.load(ordering: .relaxed)
+        let docs = c.documentsWritten.load(ordering: .relaxed)
+        let (rr, dr) = rates.rates(records: records, documents: docs)
+        let partitions = c.progress.sorted { $0.key < $1.key }.map { p, s in
+            PartitionStatus(partition: p, nextOffset: s.nextOffset, committedOffset: s.committedOffset ?? -1, lag: s.lag ?? -1)
+        }
+        return NodeStatus(
+            nodeID: configuration.node.id, queryAddress: configuration.query.advertise, partitions: partitions, recordsPerSecond: rr,
+            documentsPerSecond: dr, recordsTotal: records, lateTotal: c.recordsLate.load(ordering: .relaxed),
+            malformedTotal: c.messagesMalformed.load(ordering: .relaxed), documentsTotal: docs,
+            residentBytes: UInt64(max(0, c.residentBytes.load(ordering: .relaxed))), reachable: true)
+    }
+
+    func status() async throws -> ClusterStatus {
+        let me = selfStatus()
+        var health: String
+        do { health = try await elastic.health() } catch { health = "unreachable: \(error)" }
+        var members = await cluster()
+        if !members.contains(where: { $0.nodeID == me.nodeID }) { members.append(me) }
+        members.sort { $0.nodeID < $1.nodeID }
+        return ClusterStatus(
+            nodeID: me.nodeID, version: version, node: me, cluster: members, storeHealth: health, topic: configuration.kafka.topic,
+            group: configuration.kafka.group, warnings: warnings())
+    }
+}
+
+/// Records and documents per second between successive Status calls (at least 1 s apart).
+final class RateTracker: @unchecked Sendable {
+    private let lock = NSLock()
+    private var last: (records: UInt64, documents: UInt64, at: ContinuousClock.Instant)?
+    private var current: (Double, Double) = (0, 0)
+
+    func rates(records: UInt64, documents: UInt64) -> (Double, Double) {
+        lock.lock()
+        defer { lock.unlock() }
+        let now = ContinuousClock.now
+        if let l = last {
+            let d = now - l.at
+            let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            if s >= 1 {
+                current = (Double(records - l.records) / s, Double(documents - l.documents) / s)
+                last = (records, documents, now)
+            }
+        } else {
+            last = (records, documents, now)
+        }
+        return current
+    }
+}

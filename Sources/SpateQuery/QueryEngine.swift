@@ -1,0 +1,75 @@
+public import Foundation
+public import SpateElastic
+public import SpateIngest
+public import SpateModel
+public import Synchronization
+
+/// Plans, caches and coalesces queries. A result is cached per normalized plan (view,
+/// bucket-aligned range, step, filters, kind) until the view's next flush is due; identical
+/// queries in flight share one store request.
+public final class QueryEngine: Sendable {
+    public let planner: QueryPlanner
+    public let executor: QueryExecutor
+    private let clock: @Sendable () -> UInt64
+    private let state = Mutex<State>(State())
+    /// Store requests made, answers served from cache, and queries that joined one in flight.
+    public let storeQueries = Atomic<UInt64>(0)
+    public let cacheHits = Atomic<UInt64>(0)
+    public let coalesced = Atomic<UInt64>(0)
+
+    private struct State {
+        var cache: [QueryPlan: (result: QueryResult, expiresMs: UInt64)] = [:]
+        var inFlight: [QueryPlan: Task<QueryResult, any Error>] = [:]
+    }
+
+    public init(
+        client: ElasticClient, naming: IndexNaming, views: [PlannableView],
+        clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+    ) {
+        planner = QueryPlanner(views: views)
+        executor = QueryExecutor(client: client, naming: naming)
+        self.clock = clock
+    }
+
+    /// The plan `query` gets now (for tests and explanations).
+    public func plan(_ query: Query) throws -> QueryPlan { try planner.plan(query, nowMs: clock()) }
+
+    /// Answers `query`: from the cache, by joining an identical query in flight, or from the store.
+    public func run(_ query: Query) async throws -> QueryResult {
+        let now = clock()
+        let plan = try planner.plan(query, nowMs: now)
+        enum Step { case cached(QueryResult), join(Task<QueryResult, any Error>), start(Task<QueryResult, any Error>) }
+        let step: Step = state.withLock { s in
+            if let hit = s.cache[plan], hit.expiresMs > now { return .cached(hit.result) }
+            if let running = s.inFlight[plan] { return .join(running) }
+            let executor = executor
+            let task = Task { try await executor.execute(plan, nowMs: now) }
+            s.inFlight[plan] = task
+            return .start(task)
+        }
+        switch step {
+        case .cached(var r):
+            cacheHits.add(1, ordering: .relaxed)
+            r.cached = true
+            return r
+        case .join(let task):
+            coalesced.add(1, ordering: .relaxed)
+            return try await task.value
+        case .start(let task):
+            storeQueries.add(1, ordering: .relaxed)
+            do {
+                let r = try await task.value
+                let ttl = max(1000, plan.view.flushIntervalMs)
+                state.withLock { s in
+                    s.inFlight[plan] = nil
+                    s.cache[plan] = (r, now + ttl)
+                    if s.cache.count > 4096 { s.cache = s.cache.filter { $0.value.expiresMs > now } }
+                }
+                return r
+            } catch {
+                state.withLock { $0.inFlight[plan] = nil }
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,200 @@
+public import SpateElastic
+public import SpateIngest
+import SpateJSON
+public import SpateModel
+import SpateWire
+
+/// Runs plans against Elasticsearch: sums come from aggregations (summing the per-partition
+/// documents), sketches are fetched and merged in the node.
+public struct QueryExecutor: Sendable {
+    public let client: ElasticClient
+    public let naming: IndexNaming
+
+    public init(client: ElasticClient, naming: IndexNaming) {
+        self.client = client
+        self.naming = naming
+    }
+
+    /// The daily indices a plan touches, comma-separated (missing ones are ignored).
+    func indices(_ plan: QueryPlan) -> String {
+        var out: [String] = []
+        var day = plan.startMs / 86_400_000
+        let last = (plan.endMs - 1) / 86_400_000
+        if last - day > 62 { return naming.pattern(view: plan.view.name) }
+        while day <= last {
+            out.append(naming.dailyIndex(view: plan.view.name, ms: day * 86_400_000))
+            day += 1
+        }
+        return out.joined(separator: ",")
+    }
+
+    func filter(_ plan: QueryPlan, startMs: UInt64? = nil, endMs: UInt64? = nil, excludeOtherOf grouped: Dimension? = nil) -> JSONValue {
+        var must: [JSONValue] = [["range": ["ts": ["gte": .number(startMs ?? plan.startMs), "lt": .number(endMs ?? plan.endMs), "format": "epoch_millis"]]]]
+        var mustNot: [JSONValue] = []
+        for f in plan.filters {
+            let field = JSONValue.string(f.dimension.rawValue)
+            switch f.op {
+            case .eq: must.append(["term": .object(JSONObject([(f.dimension.rawValue, .string(f.values[0]))]))])
+            case .in: must.append(["terms": .object(JSONObject([(f.dimension.rawValue, .array(f.values.map(JSONValue.string)))]))])
+            case .prefix: must.append(["prefix": .object(JSONObject([(f.dimension.rawValue, .string(f.values[0]))]))])
+            case .notEq: mustNot.append(["term": .object(JSONObject([(f.dimension.rawValue, .string(f.values[0]))]))])
+            }
+            _ = field
+        }
+        // Ranking a top-K view by one of its dimensions: its "(other)" document is not a value.
+        if let grouped, plan.view.topK > 0 {
+            mustNot.append(["term": .object(JSONObject([(grouped.rawValue, .string(ViewDefinition.otherValue))]))])
+        }
+        var b = JSONObject()
+        b["filter"] = .array(must)
+        if !mustNot.isEmpty { b["must_not"] = .array(mustNot) }
+        return ["bool": .object(b)]
+    }
+
+    static let totalFields = ["records", "flows", "bytes_up", "bytes_down", "packets_up", "packets_down", "rtt_count", "rtt_sum_us"]
+
+    static func sums(_ fields: [String]) -> JSONObject {
+        var o = JSONObject()
+        for f in fields { o[f] = ["sum": ["field": .string(f)]] }
+        return o
+    }
+
+    static func totals(from aggs: [String: Aggregation]) -> MetricTotals {
+        func v(_ k: String) -> UInt64 {
+            guard case .value(let d)? = aggs[k], let d, d > 0 else { return 0 }
+            return UInt64(d.rounded())
+        }
+        var t = MetricTotals()
+        t.records = v("records")
+        t.flows = v("flows")
+        t.bytesUp = v("bytes_up")
+        t.bytesDown = v("bytes_down")
+        t.packetsUp = v("packets_up")
+        t.packetsDown = v("packets_down")
+        t.rttCount = v("rtt_count")
+        t.rttSumMicros = v("rtt_sum_us")
+        return t
+    }
+
+    /// Answers `plan`; `nowMs` stamps the result.
+    public func execute(_ plan: QueryPlan, nowMs: UInt64) async throws -> QueryResult {
+        var result = QueryResult(view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, computedAtMs: nowMs)
+        let index = indices(plan)
+        switch plan.kind {
+        case .totals:
+            let r = try await search(index, ["size": 0, "query": filter(plan), "aggs": .object(Self.sums(Self.totalFields))])
+            result.totals = Self.totals(from: r.aggregations)
+        case .top(let d, let metric, let limit):
+            var aggs = Self.sums(Self.totalFields)
+            aggs["m"] = ["sum": ["field": .string(metric.rawValue)]]
+            let body: JSONValue = [
+                "size": 0, "query": filter(plan, excludeOtherOf: d),
+                "aggs": [
+                    "t": [
+                        "terms": ["field": .string(d.rawValue), "size": .number(limit), "shard_size": .number(max(limit * 5, 200)), "order": ["m": "desc"]],
+                        "aggs": .object(aggs),
+                    ]
+                ],
+            ]
+            let r = try await search(index, body)
+            result.top = (r.aggregations["t"]?.buckets ?? []).map { b in
+                TopRow(
+                    value: b.key.stringValue ?? b.key.int64Value.map(String.init) ?? "", metric: UInt64(max(0, (b.value("m") ?? 0).rounded())),
+                    totals: Self.totals(from: b.aggregations))
+            }
+        case .series(let metric, _, let split, let splitLimit):
+            let histogram: JSONValue = [
+                "date_histogram": [
+                    "field": "ts", "fixed_interval": .string("\(plan.stepMs)ms"), "min_doc_count": 0,
+                    "extended_bounds": ["min": .number(plan.startMs), "max": .number(plan.endMs - plan.stepMs)],
+                ],
+                "aggs": ["v": ["sum": ["field": .string(metric.rawValue)]]],
+            ]
+            func points(_ agg: Aggregation?) -> [TimeSeries.Point] {
+                (agg?.buckets ?? []).compactMap { b in
+                    guard let ts = b.key.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs else { return nil }
+                    return TimeSeries.Point(tsMs: UInt64(ts), value: UInt64(max(0, (b.value("v") ?? 0).rounded())))
+                }
+            }
+            if let split {
+                let body: JSONValue = [
+                    "size": 0, "query": filter(plan, excludeOtherOf: split),
+                    "aggs": [
+                        "s": [
+                            "terms": ["field": .string(split.rawValue), "size": .number(splitLimit), "shard_size": .number(max(splitLimit * 5, 200)), "order": ["m": "desc"]],
+                            "aggs": ["m": ["sum": ["field": .string(metric.rawValue)]], "h": histogram],
+                        ]
+                    ],
+                ]
+                let r = try await search(index, body)
+                result.series = (r.aggregations["s"]?.buckets ?? []).map { b in
+                    TimeSeries(label: b.key.stringValue ?? "", points: points(b.aggregations["h"]))
+                }
+            } else {
+                let r = try await search(index, ["size": 0, "query": filter(plan), "aggs": ["h": histogram]])
+                result.series = [TimeSeries(label: "", points: points(r.aggregations["h"]))]
+            }
+        case .distinctSubscribers:
+            var merged: HyperLogLog?
+            result.documents = try await scanSketches(plan, field: "subscribers_hll") { bytes in
+                guard let h = HyperLogLog(serialized: bytes) else { return }
+                if merged == nil {
+                    merged = h
+                } else if merged!.precision == h.precision {
+                    merged!.merge(h)
+                }
+            }
+            result.distinct = merged?.estimate ?? 0
+        case .rttQuantiles(let qs):
+            var merged: QuantileSketch?
+            result.documents = try await scanSketches(plan, field: "rtt_sketch") { bytes in
+                guard let s = QuantileSketch(serialized: bytes) else { return }
+                if merged == nil {
+                    merged = s
+                } else if merged!.relativeAccuracy == s.relativeAccuracy {
+                    merged!.merge(s)
+                }
+            }
+            result.quantiles = qs.map { ($0, merged?.quantile($0) ?? 0) }
+        }
+        return result
+    }
+
+    private func search(_ index: String, _ body: JSONValue) async throws -> SearchResponse {
+        do { return try await client.search(index: index, body: body) } catch let e as ElasticError {
+            throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
+        }
+    }
+
+    /// Reads the sketch field of every matching document, in time slices small enough for one
+    /// page each (≤ 10,000 hits), without relying on a sort over `_id`.
+    private func scanSketches(_ plan: QueryPlan, field: String, _ body: ([UInt8]) -> Void) async throws -> UInt64 {
+        let page = 10_000
+        var pending: [(UInt64, UInt64)] = [(plan.startMs, plan.endMs)]
+        var documents: UInt64 = 0
+        let index = indices(plan)
+        while let (s, e) = pending.popLast() {
+            let r = try await client.searchRaw(
+                index: index, body: ["size": .number(page), "track_total_hits": true, "_source": [.string(field)], "query": filter(plan, startMs: s, endMs: e)])
+            let total = r["hits"]?["total"]?["value"]?.int64Value ?? 0
+            let hits = r["hits"]?["hits"]?.arrayValue ?? []
+            if total > Int64(hits.count) {
+                let bucket = plan.view.bucketMs
+                guard e - s > bucket else {
+                    throw RPCError(.resourceExhausted, "more than \(page) documents in one \(bucket / 1000) s bucket; narrow the filters")
+                }
+                let mid = (s + (e - s) / 2) / bucket * bucket
+                let cut = mid > s ? mid : s + bucket
+                pending.append((s, cut))
+                pending.append((cut, e))
+                continue
+            }
+            for h in hits {
+                guard let text = h["_source"]?[field]?.stringValue, let bytes = Base64.decode(text) else { continue }
+                body(bytes)
+                documents += 1
+            }
+        }
+        return documents
+    }
+}

@@ -1,0 +1,124 @@
+public import SpateModel
+import SpateWire
+
+/// How a query will be answered: which view, which exact (bucket-aligned) range and step.
+public struct QueryPlan: Sendable, Hashable {
+    public var view: ViewDefinition
+    public var startMs: UInt64
+    public var endMs: UInt64
+    /// Series step; the view's bucket for other kinds.
+    public var stepMs: UInt64
+    public var filters: [QueryFilter]
+    public var kind: QueryKind
+}
+
+/// A view the planner may use, with how long its data is kept.
+public struct PlannableView: Sendable, Hashable {
+    public var definition: ViewDefinition
+    public var retentionDays: UInt32
+
+    public init(definition: ViewDefinition, retentionDays: UInt32) {
+        self.definition = definition
+        self.retentionDays = retentionDays
+    }
+}
+
+/// Chooses the coarsest view that can answer a query exactly enough (Akvorado's rule) and
+/// rounds the range outward to its buckets.
+public struct QueryPlanner: Sendable {
+    public let views: [PlannableView]
+    /// The share of the requested range that rounding to a coarser view may add.
+    public let roundingTolerance: Double
+    /// Series steps the planner picks from when none is given (≈ 60 points).
+    static let niceSteps: [UInt64] = [
+        60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
+    ]
+
+    public init(views: [PlannableView], roundingTolerance: Double = 0.1) {
+        self.views = views
+        self.roundingTolerance = roundingTolerance
+    }
+
+    public func plan(_ query: Query, nowMs: UInt64) throws -> QueryPlan {
+        let (rawStart, rawEnd) = query.range.resolved(nowMs: nowMs)
+        let end = rawEnd == 0 ? nowMs : rawEnd
+        guard end > rawStart else { throw RPCError(.invalidArgument, "range: start must be before end") }
+        var needed = Set(query.filters.map(\.dimension))
+        var sketch: SketchKind?
+        var seriesStep: UInt64?
+        switch query.kind {
+        case .top(let d, _, _): needed.insert(d)
+        case .series(_, let step, let split, _):
+            if let split { needed.insert(split) }
+            seriesStep = step
+        case .totals: break
+        case .distinctSubscribers: sketch = .subscribers
+        case .rttQuantiles: sketch = .rtt
+        }
+        func fits(_ v: PlannableView) -> Bool {
+            needed.isSubset(of: Set(v.definition.dimensions)) && (sketch.map { v.definition.sketches.contains($0) } ?? true)
+        }
+        var candidates = views.filter(fits)
+        if let name = query.view {
+            guard let v = views.first(where: { $0.definition.name == name }) else {
+                throw RPCError(.notFound, "unknown view '\(name)' (views: \(views.map(\.definition.name).joined(separator: ", ")))")
+            }
+            guard fits(v) else {
+                throw RPCError(
+                    .invalidArgument,
+                    "view '\(name)' cannot answer this query: it has dimensions \(v.definition.dimensions.map(\.rawValue)) and sketches \(v.definition.sketches.map(\.rawValue).sorted())")
+            }
+            candidates = [v]
+        }
+        guard !candidates.isEmpty else {
+            let what = needed.map(\.rawValue).sorted().joined(separator: ", ")
+            throw RPCError(
+                .invalidArgument,
+                "no view can answer: needs dimensions [\(what)]\(sketch.map { " and the \($0.rawValue) sketch" } ?? ""); views: "
+                    + views.map { "\($0.definition.name) \($0.definition.dimensions.map(\.rawValue))" }.joined(separator: "; "))
+        }
+        let duration = end - rawStart
+        // Views still holding the start of the range; if none does, the one keeping most.
+        let covering = candidates.filter { $0.retentionDays == 0 || rawStart + UInt64($0.retentionDays) * 86_400_000 >= nowMs }
+        var pool = covering.isEmpty ? [candidates.max { $0.retentionDays < $1.retentionDays }!] : covering
+        pool.sort { $0.definition.bucketMs > $1.definition.bucketMs }  // coarsest first
+        var chosen: PlannableView?
+        var step: UInt64 = 0
+        for v in pool {
+            let b = v.definition.bucketMs
+            let unit: UInt64
+            if let requested = seriesStep {
+                unit = requested > 0 ? requested : Self.autoStep(duration: duration, bucket: b)
+                guard unit % b == 0 else { continue }
+            } else {
+                unit = b
+            }
+            let added = Self.roundedLength(rawStart, end, unit) - duration
+            let isFinest = v == pool.last!
+            if query.view == nil && !isFinest && Double(added) > roundingTolerance * Double(duration) { continue }
+            chosen = v
+            step = unit
+            break
+        }
+        guard let chosen else {
+            throw RPCError(.invalidArgument, "step \(seriesStep ?? 0) ms is not a multiple of any usable view's bucket")
+        }
+        let start = rawStart / step * step
+        let roundedEnd = (end + step - 1) / step * step
+        if seriesStep != nil, (roundedEnd - start) / step > 10_000 {
+            throw RPCError(.invalidArgument, "the series would have \((roundedEnd - start) / step) points; choose a larger step")
+        }
+        return QueryPlan(view: chosen.definition, startMs: start, endMs: roundedEnd, stepMs: step, filters: query.filters, kind: query.kind)
+    }
+
+    static func roundedLength(_ start: UInt64, _ end: UInt64, _ unit: UInt64) -> UInt64 {
+        (end + unit - 1) / unit * unit - start / unit * unit
+    }
+
+    /// A step giving about 60 points, a nice multiple of the bucket.
+    static func autoStep(duration: UInt64, bucket: UInt64) -> UInt64 {
+        let raw = max(bucket, duration / 60)
+        for s in niceSteps where s >= raw && s % bucket == 0 { return s }
+        return (raw + bucket - 1) / bucket * bucket
+    }
+}

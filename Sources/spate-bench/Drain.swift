@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SpateCodec
+import SpateKafka
+import Synchronization
+
+/// The decode-only ceiling of ingest: the same Kafka consumers and protobuf-c decoding as
+/// spate-node, without rollups, flushes or commits.
+struct Drain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain", abstract: "Consume and decode a topic with N group members; print records/s (decode-only ceiling).")
+
+    @Option(help: "Kafka bootstrap servers.") var bootstrap: String
+    @Option(help: "Topic to drain.") var topic: String
+    @Option(help: "Consumer threads (group members), as spate-node's workers.") var workers = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Stop after this many records.") var records: UInt64
+
+    func run() throws {
+        let group = "spate-bench-drain-\(UInt32.random(in: 0...UInt32.max))"
+        let total = Atomic<UInt64>(0)
+        let firstAt = Mutex<ContinuousClock.Instant?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let target = records
+        let (bootstrap, topic) = (bootstrap, topic)
+        for w in 0..<workers {
+            let thread = Thread {
+                defer { done.signal() }
+                do {
+                    let consumer = try KafkaConsumer(
+                        properties: [
+                            "bootstrap.servers": bootstrap, "group.id": group, "client.id": "drain-\(w)",
+                            "auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky",
+                            "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "queued.max.messages.kbytes": "32768",
+                        ],
+                        logger: Logger(label: "drain"), maxBatch: 2000)
+                    try consumer.subscribe([topic])
+                    let decoder = RecordBatchDecoder()
+                    var sum: UInt64 = 0
+                    while total.load(ordering: .relaxed) < target {
+                        try consumer.poll(timeoutMs: 100) { m in
+                            try decoder.withBatch(m.value) { batch in
+                                for i in 0..<batch.count {
+                                    let r = batch[i]
+                                    sum &+= r.bytesDown &+ UInt64(r.application.utf8.count) &+ UInt64(r.subscriberID.utf8.count)
+                                }
+                                firstAt.withLock { if $0 == nil { $0 = .now } }
+                                total.add(UInt64(batch.count), ordering: .relaxed)
+                            }
+                        }
+                    }
+                    try consumer.close()
+                    if sum == 42 { print("") }
+                } catch {
+                    FileHandle.standardError.write(Data("drain worker \(w): \(error)\n".utf8))
+                }
+            }
+            thread.start()
+        }
+        for _ in 0..<workers { done.wait() }
+        let end = ContinuousClock.now
+        guard let start = firstAt.withLock({ $0 }) else { throw ValidationError("no records consumed") }
+        let d = end - start
+        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let n = total.load(ordering: .relaxed)
+        print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
+    }
+}

@@ -1,0 +1,172 @@
+import ArgumentParser
+import Foundation
+import SpateClient
+import SpateJSON
+import SpateModel
+import SpateWire
+
+@main
+struct SpateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spate",
+        abstract: "Query a Spate cluster: status, views, top-N, time series, totals, distinct, quantiles, live dashboards.",
+        discussion: """
+            Talks to any node's query port (--server or $SPATE_SERVER, default 127.0.0.1:7400). A token comes from
+            --token-file or $SPATE_TOKEN, never the command line. Exit codes: 0 ok, 1 server or connection error,
+            2 invalid query (unknown view, dimension, metric or range).
+            """,
+        subcommands: [Status.self, Views.self, Top.self, Series.self, Totals.self, Distinct.self, Quantiles.self, Watch.self, Storage.self])
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The cluster as one node sees it: members, partitions, lag, rates, store health.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let s = try await withClient(connection) { try await $0.status(timeout: connection.deadline) }
+        switch connection.format {
+        case .json:
+            let data = try JSONEncoder.spate.encode(s)
+            print(String(decoding: data, as: UTF8.self))
+        case .csv:
+            print(Format.csv(
+                ["node", "query_address", "partitions", "lag", "records_per_second", "records_total"],
+                s.cluster.map { n in
+                    [n.nodeID, n.queryAddress, n.partitions.map { String($0.partition) }.joined(separator: " "),
+                     String(n.partitions.map(\.lag).filter { $0 >= 0 }.reduce(0, +)), String(Int(n.recordsPerSecond)), String(n.recordsTotal)]
+                }))
+        case .table:
+            print("\(Format.bold("cluster")) group \(s.group), topic \(s.topic), store \(s.storeHealth), answered by \(s.nodeID) (\(s.version))")
+            print(Format.table(
+                ["node", "address", "partitions", "lag", "records/s", "docs/s", "records", "late", "malformed", "rss"],
+                s.cluster.map { n in
+                    [n.nodeID + (n.reachable ? "" : " (unreachable)"), n.queryAddress, n.partitions.map { String($0.partition) }.joined(separator: ","),
+                     Format.count(UInt64(n.partitions.map(\.lag).filter { $0 >= 0 }.reduce(0, +))), Format.count(UInt64(n.recordsPerSecond)),
+                     Format.count(UInt64(n.documentsPerSecond)), Format.count(n.recordsTotal), Format.count(n.lateTotal),
+                     Format.count(n.malformedTotal), Format.bytes(n.residentBytes)]
+                }))
+            for w in s.warnings { print(Format.paint("warning: \(w)", "33")) }
+        }
+    }
+}
+
+struct Views: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The rollup views: dimensions, resolution, sketches, retention.")
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let views = try await withClient(connection) { try await $0.views() }
+        switch connection.format {
+        case .json: print(String(decoding: try JSONEncoder.spate.encode(views), as: UTF8.self))
+        case .csv: print(Format.csv(["view", "bucket_ms", "dimensions", "sketches", "retention_days"], views.map { [$0.name, String($0.bucketMs), $0.dimensions.joined(separator: " "), $0.sketches.joined(separator: " "), String($0.retentionDays)] }))
+        case .table:
+            print(Format.table(
+                ["view", "bucket", "dimensions", "sketches", "kept"],
+                views.map { [$0.name, Format.duration(ms: $0.bucketMs), $0.dimensions.joined(separator: ", "), $0.sketches.joined(separator: ", "), "\($0.retentionDays)d"] }))
+        }
+    }
+}
+
+struct Top: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The values of a dimension with the most traffic.")
+    @Argument(help: "Dimension: application, subscriber, server_prefix, country, …") var dimension: String
+    @Option(help: "records, flows, bytes, bytes_up, bytes_down, packets, packets_up, packets_down.") var metric = "bytes"
+    @Option(help: "Rows.") var limit = 10
+    @OptionGroup var query: QueryOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        _ = try parseDimension(dimension, option: "dimension")
+        _ = try parseMetric(metric)
+        guard (1...10_000).contains(limit) else { throw ValidationError("--limit must be 1...10000") }
+    }
+
+    func run() async throws {
+        let (range, filters) = try query.build()
+        let m = try parseMetric(metric)
+        let q = Query(range: range, filters: filters, view: query.view, kind: .top(dimension: try parseDimension(dimension, option: "dimension"), metric: m, limit: limit))
+        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+        Render.result(r, query: q, format: connection.format)
+    }
+}
+
+struct Series: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "A metric over time, optionally one series per top value of a dimension.")
+    @Option(help: "The metric.") var metric = "bytes"
+    @Option(help: "Step (1m, 5m, 1h); default: about 60 points at the view's resolution.") var step: String?
+    @Option(help: "One series per top value of this dimension.") var splitBy: String?
+    @Option(help: "How many split values.") var splitLimit = 5
+    @OptionGroup var query: QueryOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func validate() throws {
+        _ = try parseMetric(metric)
+        if let step, TimeParsing.durationMs(step) == nil || TimeParsing.durationMs(step) == 0 { throw ValidationError("--step: cannot read '\(step)'") }
+        if let splitBy { _ = try parseDimension(splitBy, option: "--split-by") }
+    }
+
+    func run() async throws {
+        let (range, filters) = try query.build()
+        let q = Query(
+            range: range, filters: filters, view: query.view,
+            kind: .series(metric: try parseMetric(metric), stepMs: step.flatMap(TimeParsing.durationMs) ?? 0, splitBy: try splitBy.map { try parseDimension($0, option: "--split-by") }, splitLimit: splitLimit))
+        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+        Render.result(r, query: q, format: connection.format)
+    }
+}
+
+struct Totals: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Every summed metric over the range.")
+    @OptionGroup var query: QueryOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let (range, filters) = try query.build()
+        let q = Query(range: range, filters: filters, view: query.view, kind: .totals)
+        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+        Render.result(r, query: q, format: connection.format)
+    }
+}
+
+struct Distinct: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Distinct subscribers (merged HyperLogLogs, ±1% at the hour view).")
+    @OptionGroup var query: QueryOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let (range, filters) = try query.build()
+        let q = Query(range: range, filters: filters, view: query.view, kind: .distinctSubscribers)
+        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+        Render.result(r, query: q, format: connection.format)
+    }
+}
+
+struct Quantiles: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "RTT quantiles (merged sketches, within 1%).")
+    @Option(help: "Comma-separated quantiles in [0, 1].") var q = "0.5,0.9,0.99"
+    @OptionGroup var query: QueryOptions
+    @OptionGroup var connection: ConnectionOptions
+
+    var quantiles: [Double] { q.split(separator: ",").compactMap { Double($0) } }
+
+    func validate() throws {
+        guard !quantiles.isEmpty, quantiles.count == q.split(separator: ",").count, quantiles.allSatisfy({ $0 >= 0 && $0 <= 1 }) else {
+            throw ValidationError("--q: give quantiles in [0, 1], e.g. 0.5,0.99")
+        }
+    }
+
+    func run() async throws {
+        let (range, filters) = try query.build()
+        let query = Query(range: range, filters: filters, view: self.query.view, kind: .rttQuantiles(quantiles))
+        let r = try await withClient(connection) { try await $0.query(query, timeout: connection.deadline) }
+        Render.result(r, query: query, format: connection.format)
+    }
+}
+
+extension JSONEncoder {
+    static var spate: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+}
