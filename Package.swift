@@ -157,9 +157,13 @@ let package = Package(
         .testTarget(
             name: "SpateQueryTests",
             dependencies: [
-                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateElastic", "SpateProbe", "SpateTestSupport",
+                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateElastic", "SpateProbe", "SpateQuery", "SpateTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateRetentionTests",
+            dependencies: ["SpateIngest", "SpateElastic", "SpateModel", "SpateProbe", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "ProjectTests",

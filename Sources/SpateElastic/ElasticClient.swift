@@ -122,15 +122,46 @@ public final class ElasticClient: Sendable {
 
     // MARK: documents
 
+    /// A stored document with what optimistic concurrency control needs.
+    public struct StoredDocument: Sendable {
+        public var source: JSONValue
+        public var version: Int64
+        public var seqNo: Int64
+        public var primaryTerm: Int64
+    }
+
     /// `_source` of a document, or nil when missing.
     public func getDocument(index: String, id: String) async throws -> (source: JSONValue, version: Int64)? {
+        try await fetchDocument(index: index, id: id).map { ($0.source, $0.version) }
+    }
+
+    /// A document with its sequence number and primary term, or nil when missing.
+    public func fetchDocument(index: String, id: String) async throws -> StoredDocument? {
         let path = "/\(Self.escapePath(index))/_doc/\(Self.escapePath(id))"
         let r = try await send("GET", path)
         if r.status == 404 { return nil }
         try Self.requireSuccess(r, "GET", path)
         let v = try Self.parse(r, path)
         guard v["found"]?.boolValue == true, let source = v["_source"] else { return nil }
-        return (source, v["_version"]?.int64Value ?? 0)
+        return StoredDocument(
+            source: source, version: v["_version"]?.int64Value ?? 0, seqNo: v["_seq_no"]?.int64Value ?? -1,
+            primaryTerm: v["_primary_term"]?.int64Value ?? -1)
+    }
+
+    /// Writes a document only if nobody changed it since it was read (`ifSeqNo`/`ifPrimaryTerm`)
+    /// or, with both nil, only if it does not exist yet. Returns false on a conflict (409).
+    public func putDocumentIfUnchanged(index: String, id: String, source: JSONValue, ifSeqNo: Int64?, ifPrimaryTerm: Int64?) async throws -> Bool {
+        let base = "/\(Self.escapePath(index))"
+        let path: String
+        if let ifSeqNo, let ifPrimaryTerm {
+            path = "\(base)/_doc/\(Self.escapePath(id))?if_seq_no=\(ifSeqNo)&if_primary_term=\(ifPrimaryTerm)&refresh=true"
+        } else {
+            path = "\(base)/_create/\(Self.escapePath(id))?refresh=true"
+        }
+        let r = try await send("PUT", path, body: JSONWriter.encode(source))
+        if r.status == 409 { return false }
+        try Self.requireSuccess(r, "PUT", path)
+        return true
     }
 
     // MARK: search

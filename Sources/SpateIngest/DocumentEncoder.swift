@@ -18,6 +18,9 @@ public struct IndexNaming: Sendable, Hashable {
 
     public var checkpointIndex: String { "\(prefix)-checkpoints" }
 
+    /// Where leases live (the retention lease).
+    public var leaseIndex: String { "\(prefix)-leases" }
+
     /// `YYYY.MM.DD` of Unix milliseconds (proleptic Gregorian, UTC).
     public static func day(_ ms: UInt64) -> String {
         let (y, m, d) = civil(days: Int64(ms / 86_400_000))

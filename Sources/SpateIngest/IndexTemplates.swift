@@ -52,4 +52,24 @@ public enum IndexTemplates {
             ],
         ]
     }
+
+    public static func leaseTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
+        [
+            "index_patterns": [.string(naming.leaseIndex)],
+            "priority": 200,
+            "version": .integer(version),
+            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
+            "template": [
+                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas)],
+                "mappings": [
+                    "dynamic": "strict",
+                    "properties": [
+                        "owner": ["type": "keyword"], "expires_at": ["type": "date", "format": "epoch_millis"],
+                        "acquired_at": ["type": "date", "format": "epoch_millis"], "last_run_at": ["type": "date", "format": "epoch_millis"],
+                        "last_run": ["type": "keyword", "index": false, "doc_values": false],
+                    ],
+                ],
+            ],
+        ]
+    }
 }

@@ -76,22 +76,29 @@ public final class IngestService: Service, Sendable {
             "ingest stopped: \(counters.records.load(ordering: .relaxed)) records, \(counters.documentsWritten.load(ordering: .relaxed)) documents written")
     }
 
-    /// Installs (or updates) one template per view and the checkpoint template, retrying
-    /// until the store answers.
+    /// Installs each template unless the store already has this version: one per view, the
+    /// checkpoint and the lease templates. A changed template (new `IndexTemplates.version`)
+    /// applies to indices created afterwards — the next daily index — while queries keep
+    /// reading older indices (fields added later are simply absent there). Retries until the
+    /// store answers.
     func installTemplates() async throws {
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
+        let es = configuration.elasticsearch
+        var templates: [(String, JSONValue)] = configuration.views.map {
+            ("\(naming.prefix)-\($0.name)", IndexTemplates.viewTemplate($0, naming: naming, shards: es.shards, replicas: es.replicas))
+        }
+        templates.append(("\(naming.prefix)-checkpoints", IndexTemplates.checkpointTemplate(naming: naming, replicas: es.replicas)))
+        templates.append(("\(naming.prefix)-leases", IndexTemplates.leaseTemplate(naming: naming, replicas: es.replicas)))
         var attempt = 0
         while true {
             do {
-                for view in configuration.views {
-                    try await elastic.putIndexTemplate(
-                        name: "\(naming.prefix)-\(view.name)",
-                        body: IndexTemplates.viewTemplate(
-                            view, naming: naming, shards: configuration.elasticsearch.shards, replicas: configuration.elasticsearch.replicas))
+                for (name, body) in templates {
+                    let installed = try await elastic.getIndexTemplate(name: name)
+                    if installed?["version"]?.int64Value == IndexTemplates.version { continue }
+                    try await elastic.putIndexTemplate(name: name, body: body)
+                    let from = installed?["version"]?.int64Value.map { "version \($0)" } ?? "none"
+                    logger.info("index template \(name): installed version \(IndexTemplates.version) (was \(from))")
                 }
-                try await elastic.putIndexTemplate(
-                    name: "\(naming.prefix)-checkpoints",
-                    body: IndexTemplates.checkpointTemplate(naming: naming, replicas: configuration.elasticsearch.replicas))
                 return
             } catch let e as ElasticError where e.isRetriable {
                 attempt += 1

@@ -21,8 +21,12 @@ public struct SpateNodeServices: Sendable {
         let engine = QueryEngine(
             client: queryClient, naming: naming,
             views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) })
-        let service = QueryService(configuration: configuration, counters: counters, elastic: queryClient, engine: engine, version: Self.version)
+        let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
+        let service = QueryService(
+            configuration: configuration, counters: counters, elastic: queryClient, engine: engine, version: Self.version,
+            storage: { try await retention.storageReport() }, warnings: { retention.state.withLock { $0.warnings } })
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
-        services = [ingest, server]
+        // Retention runs only where enabled; Storage reports work either way.
+        services = configuration.retention.enabled ? [ingest, server, retention] : [ingest, server]
     }
 }

@@ -58,7 +58,14 @@ public struct QueryPlanner: Sendable {
         func fits(_ v: PlannableView) -> Bool {
             needed.isSubset(of: Set(v.definition.dimensions)) && (sketch.map { v.definition.sketches.contains($0) } ?? true)
         }
-        var candidates = views.filter(fits)
+        // Top-K views (written when a bucket closes, cells beyond K folded into "(other)") are
+        // used only for the dimensions that need them; every other question goes to complete,
+        // continuously updated views.
+        let needsTopK = views.filter { $0.definition.topK > 0 }.contains { v in
+            !needed.isEmpty && needed.isSubset(of: Set(v.definition.dimensions))
+                && !views.contains { $0.definition.topK == 0 && needed.isSubset(of: Set($0.definition.dimensions)) }
+        }
+        var candidates = views.filter { fits($0) && ($0.definition.topK == 0 || needsTopK) }
         if let name = query.view {
             guard let v = views.first(where: { $0.definition.name == name }) else {
                 throw RPCError(.notFound, "unknown view '\(name)' (views: \(views.map(\.definition.name).joined(separator: ", ")))")
@@ -81,14 +88,20 @@ public struct QueryPlanner: Sendable {
         // Views still holding the start of the range; if none does, the one keeping most.
         let covering = candidates.filter { $0.retentionDays == 0 || rawStart + UInt64($0.retentionDays) * 86_400_000 >= nowMs }
         var pool = covering.isEmpty ? [candidates.max { $0.retentionDays < $1.retentionDays }!] : covering
-        pool.sort { $0.definition.bucketMs > $1.definition.bucketMs }  // coarsest first
+        // Coarsest first; equal resolutions in configuration order.
+        let order = Dictionary(uniqueKeysWithValues: views.enumerated().map { ($1.definition.name, $0) })
+        pool.sort { a, b in
+            a.definition.bucketMs != b.definition.bucketMs ? a.definition.bucketMs > b.definition.bucketMs : order[a.definition.name]! < order[b.definition.name]!
+        }
+        // A series step: the one asked for, or about 60 points at the finest usable resolution.
+        let autoStep = Self.autoStep(duration: duration, bucket: pool.last!.definition.bucketMs)
         var chosen: PlannableView?
         var step: UInt64 = 0
         for v in pool {
             let b = v.definition.bucketMs
             let unit: UInt64
             if let requested = seriesStep {
-                unit = requested > 0 ? requested : Self.autoStep(duration: duration, bucket: b)
+                unit = requested > 0 ? requested : autoStep
                 guard unit % b == 0 else { continue }
             } else {
                 unit = b

@@ -129,13 +129,13 @@ public final class CountingProxy: @unchecked Sendable {
     private let statsFile: String
     public let url: String
 
-    public init(upstream: String, directory: String, item429: Double = 0, request503: Double = 0) throws {
+    public init(upstream: String, directory: String, item429: Double = 0, request503: Double = 0, deleteDelay: Double = 0) throws {
         let portFile = directory + "/counting-proxy.port"
         statsFile = portFile + ".stats"
         process = try ChildProcess(
             "/usr/bin/env",
             ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", upstream, "--port-file", portFile,
-             "--item-429", String(item429), "--request-503", String(request503)],
+             "--item-429", String(item429), "--request-503", String(request503), "--delete-delay", String(deleteDelay)],
             logPath: directory + "/counting-proxy.log")
         var port = ""
         for _ in 0..<200 where port.isEmpty {
@@ -146,15 +146,18 @@ public final class CountingProxy: @unchecked Sendable {
         url = "http://127.0.0.1:\(port)"
     }
 
-    private var stats: [String: Int] {
+    private var stats: [String: Any] {
         guard let data = FileManager.default.contents(atPath: statsFile),
-            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Int]
+            let o = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return [:] }
         return o
     }
 
     /// `_search` requests forwarded so far.
-    public var searches: Int { stats["searches"] ?? 0 }
+    public var searches: Int { stats["searches"] as? Int ?? 0 }
+
+    /// DELETE requests per path (index name).
+    public var deletes: [String: Int] { stats["deletes"] as? [String: Int] ?? [:] }
 
     public func stop() {
         process.signal(SIGKILL)

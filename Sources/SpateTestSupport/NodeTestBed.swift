@@ -55,7 +55,12 @@ public final class NodeTestBed: @unchecked Sendable {
 
     /// A node configuration: `views`, quick group timeouts, and `ingest` settings merged over
     /// test defaults.
-    public func configuration(node: String, elasticURL: String? = nil, ingest: [String: String] = [:], workers: Int = 2) -> String {
+    public func configuration(
+        node: String, elasticURL: String? = nil, ingest: [String: String] = [:], workers: Int = 2, retention: [String: String] = [:],
+        extra: String = ""
+    ) -> String {
+        var retentionSettings = ["check_interval": "1h"]
+        retentionSettings.merge(retention) { _, new in new }
         var ingestSettings = ["allowed_lateness": "60s", "stats_interval": "2s", "shutdown_grace": "25s"]
         ingestSettings.merge(ingest) { _, new in new }
         return """
@@ -81,15 +86,19 @@ public final class NodeTestBed: @unchecked Sendable {
             \((query.isEmpty ? ["listen": "127.0.0.1:0"] : query).sorted { $0.key < $1.key }.map { "  \($0.key): \"\($0.value)\"" }.joined(separator: "\n"))
             views:
             \(views)
+            \(extra.contains("retention:") ? extra.replacingOccurrences(of: "retention:\n", with: "retention:\n" + retentionSettings.sorted { $0.key < $1.key }.map { "  \($0.key): \"\($0.value)\"" }.joined(separator: "\n") + "\n") : "retention:\n" + retentionSettings.sorted { $0.key < $1.key }.map { "  \($0.key): \"\($0.value)\"" }.joined(separator: "\n") + "\n" + extra)
 
             """
     }
 
     /// Starts a spate-node with `configuration(node:…)`; its log is `<directory>/<node>.log`.
     @discardableResult
-    public func startNode(_ node: String, elasticURL: String? = nil, ingest: [String: String] = [:], workers: Int = 2) throws -> ChildProcess {
+    public func startNode(
+        _ node: String, elasticURL: String? = nil, ingest: [String: String] = [:], workers: Int = 2, retention: [String: String] = [:],
+        extra: String = ""
+    ) throws -> ChildProcess {
         let config = "\(directory)/\(node).yaml"
-        try configuration(node: node, elasticURL: elasticURL, ingest: ingest, workers: workers)
+        try configuration(node: node, elasticURL: elasticURL, ingest: ingest, workers: workers, retention: retention, extra: extra)
             .write(toFile: config, atomically: true, encoding: .utf8)
         let child = try ChildProcess(try Binaries.path("spate-node"), ["--config", config], logPath: "\(directory)/\(node).log")
         lock.withLock { processes.append(child) }
@@ -232,7 +241,7 @@ public final class NodeTestBed: @unchecked Sendable {
         }
         if let client = try? elastic() {
             for index in (try? await client.catIndices("\(prefix)-*")) ?? [] { _ = try? await client.deleteIndex(index.name) }
-            for name in ["app_1m", "app_1h", "subscriber_5m", "server_1m", "checkpoints"] {
+            for name in ["app_1m", "app_1h", "subscriber_5m", "server_1m", "app_15m", "checkpoints", "leases"] {
                 _ = try? await client.send("DELETE", "/_index_template/\(prefix)-\(name)")
             }
             client.shutdown()

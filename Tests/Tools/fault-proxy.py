@@ -69,6 +69,14 @@ class Proxy(BaseHTTPRequestHandler):
         body = self.rfile.read(n) if n else b""
         with lock:
             stats["requests"] += 1
+        if method == "DELETE":
+            with lock:
+                stats.setdefault("deletes", {})
+                name = self.path.split("?")[0].strip("/")
+                stats["deletes"][name] = stats["deletes"].get(name, 0) + 1
+                save_stats()
+            if args.delete_delay > 0:
+                time.sleep(args.delete_delay)
         if method == "POST" and self.path.split("?")[0].endswith("/_bulk"):
             return self.bulk(body)
         if self.path.split("?")[0].endswith("/_search"):
@@ -135,6 +143,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", action="store_true", help="log every forwarded request with its duration")
     p.add_argument("--dump", help="write large bulk bodies to this folder (debugging)")
+    p.add_argument("--delete-delay", type=float, default=0, help="seconds to hold every DELETE before forwarding it")
     args = p.parse_args()
     rng = random.Random(args.seed)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)

@@ -1,0 +1,199 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import SpateElastic
+import SpateIngest
+import SpateJSON
+import SpateModel
+import Synchronization
+
+/// Index lifecycle: deletes daily indices older than their view keeps, then the oldest ones
+/// (finer views first within a day) while all Spate indices together exceed the size cap —
+/// never today's. Exactly one node acts at a time: it holds a lease document (owner, expiry)
+/// written with optimistic concurrency; a dead holder's lease expires and another node takes
+/// over. A run is idempotent, so one that died half way is finished by the next.
+final class RetentionService: Service, Sendable {
+    struct State: Sendable {
+        var owner = ""
+        var holding = false
+        var lastRunMs: UInt64 = 0
+        var lastRun = ""
+        var warnings: [String] = []
+        var deletedIndices: UInt64 = 0
+    }
+
+    static let leaseID = "retention"
+
+    private let configuration: NodeConfiguration
+    private let client: ElasticClient
+    private let logger: Logger
+    private let naming: IndexNaming
+    let state = Mutex<State>(State())
+
+    init(configuration: NodeConfiguration, client: ElasticClient, logger: Logger) {
+        self.configuration = configuration
+        self.client = client
+        self.logger = logger
+        naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
+    }
+
+    private var me: String { configuration.node.id }
+    private static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    private var leaseMs: Int64 { Int64(configuration.retention.lease.components.seconds) * 1000 + Int64(configuration.retention.lease.components.attoseconds / 1_000_000_000_000_000) }
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                do {
+                    if try await holdLease() { try await runOnce() }
+                } catch {
+                    logger.warning("retention: \(error)")
+                }
+                try? await Task.sleep(for: configuration.retention.checkInterval)
+            }
+        } onGracefulShutdown: {}
+        await releaseLease()
+    }
+
+    /// Takes or renews the lease; true when this node holds it now.
+    func holdLease() async throws -> Bool {
+        let now = Self.now()
+        let doc = try await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID)
+        let owner = doc?.source["owner"]?.stringValue ?? ""
+        let expires = doc?.source["expires_at"]?.int64Value ?? 0
+        guard doc == nil || owner == me || expires < now else {
+            state.withLock {
+                $0.owner = owner
+                $0.holding = false
+            }
+            return false
+        }
+        var source = JSONObject()
+        source["owner"] = .string(me)
+        source["expires_at"] = .integer(now + leaseMs)
+        source["acquired_at"] = owner == me ? (doc?.source["acquired_at"] ?? .integer(now)) : .integer(now)
+        if let last = doc?.source["last_run_at"] { source["last_run_at"] = last }
+        if let last = doc?.source["last_run"] { source["last_run"] = last }
+        let won = try await client.putDocumentIfUnchanged(
+            index: naming.leaseIndex, id: Self.leaseID, source: .object(source), ifSeqNo: doc?.seqNo, ifPrimaryTerm: doc?.primaryTerm)
+        if won && owner != me { logger.info("retention: lease acquired (previous holder: \(owner.isEmpty ? "none" : owner))") }
+        state.withLock {
+            $0.owner = won ? me : owner
+            $0.holding = won
+        }
+        return won
+    }
+
+    private func releaseLease() async {
+        guard state.withLock({ $0.holding }) else { return }
+        if let doc = try? await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID), doc.source["owner"]?.stringValue == me {
+            var source = doc.source.objectValue ?? JSONObject()
+            source["expires_at"] = .integer(0)
+            _ = try? await client.putDocumentIfUnchanged(
+                index: naming.leaseIndex, id: Self.leaseID, source: .object(source), ifSeqNo: doc.seqNo, ifPrimaryTerm: doc.primaryTerm)
+        }
+    }
+
+    /// The daily indices of the configured views.
+    func dailyIndices() async throws -> [DailyIndex] {
+        let views = configuration.views.map(\.name)
+        return try await client.catIndices("\(naming.prefix)-*").compactMap { info in
+            guard let (view, day) = RetentionPlan.parse(info.name, prefix: naming.prefix, views: views) else { return nil }
+            return DailyIndex(name: info.name, view: view, day: day, bytes: info.storeBytes, documents: info.documents)
+        }
+    }
+
+    func plan() async throws -> RetentionPlan {
+        let today = Self.now() / 86_400_000
+        let all = try await client.catIndices("\(naming.prefix)-*")
+        let daily = try await dailyIndices()
+        // The cap covers every Spate index; the non-daily ones (checkpoints, leases) only count.
+        let fixed = all.filter { i in !daily.contains { $0.name == i.name } }.reduce(Int64(0)) { $0 + $1.storeBytes }
+        var ages: [String: UInt32] = [:]
+        var buckets: [String: UInt64] = [:]
+        for v in configuration.views {
+            ages[v.name] = configuration.retentionDays(for: v)
+            buckets[v.name] = v.bucketMs
+        }
+        return RetentionPlan(indices: daily, maxAgeDays: ages, bucketMs: buckets, today: today, maxTotalBytes: configuration.retention.maxTotalBytes - fixed)
+    }
+
+    /// One retention pass under the lease.
+    func runOnce() async throws {
+        let plan = try await plan()
+        var deleted: [String] = []
+        for d in plan.deletions {
+            // Renew before each deletion; stop as soon as the lease is someone else's.
+            guard try await holdLease() else {
+                logger.warning("retention: lease lost during a run; stopping after \(deleted.count) deletions")
+                return
+            }
+            if try await client.deleteIndex(d.index.name) {
+                logger.info("retention: deleted \(d.index.name) (\(d.reason), \(d.index.bytes) bytes, \(d.index.documents) documents)")
+                deleted.append(d.index.name)
+            }
+        }
+        var warnings: [String] = []
+        if plan.overCapWithTodayOnly {
+            let w = "today's indices alone (\(plan.remainingBytes) bytes) exceed retention.max_total_bytes (\(configuration.retention.maxTotalBytes)); they are never deleted — raise the cap or reduce the views"
+            logger.error("retention: \(w)")
+            warnings.append(w)
+        }
+        let now = Self.now()
+        let summary = "deleted \(deleted.count) indices\(deleted.isEmpty ? "" : ": " + deleted.joined(separator: ", "))"
+        state.withLock {
+            $0.lastRunMs = UInt64(now)
+            $0.lastRun = summary
+            $0.warnings = warnings
+            $0.deletedIndices += UInt64(deleted.count)
+        }
+        if let doc = try await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID), doc.source["owner"]?.stringValue == me {
+            var source = doc.source.objectValue ?? JSONObject()
+            source["last_run_at"] = .integer(now)
+            source["last_run"] = .string(String(summary.prefix(2000)))
+            _ = try await client.putDocumentIfUnchanged(
+                index: naming.leaseIndex, id: Self.leaseID, source: .object(source), ifSeqNo: doc.seqNo, ifPrimaryTerm: doc.primaryTerm)
+        }
+    }
+
+    /// The store's usage per view and the days that fit under the cap.
+    func storageReport() async throws -> StorageReport {
+        let all = try await client.catIndices("\(naming.prefix)-*")
+        let daily = try await dailyIndices()
+        let today = Self.now() / 86_400_000
+        var views: [ViewStorage] = []
+        for v in configuration.views {
+            let mine = daily.filter { $0.view == v.name }.sorted { $0.day < $1.day }
+            let bytes = mine.reduce(Int64(0)) { $0 + $1.bytes }
+            var records: Double = 0
+            if !mine.isEmpty {
+                let r = try await client.search(index: naming.pattern(view: v.name), body: ["size": 0, "aggs": ["r": ["sum": ["field": "records"]]]])
+                records = r.aggregations["r"]?.value ?? 0
+            }
+            views.append(
+                ViewStorage(
+                    view: v.name, indices: mine.count, documents: UInt64(mine.reduce(Int64(0)) { $0 + $1.documents }), bytes: UInt64(bytes),
+                    bytesPerRecord: records > 0 ? Double(bytes) / records : 0, oldestDay: mine.first?.dayText ?? "",
+                    newestDay: mine.last?.dayText ?? "", retentionDays: configuration.retentionDays(for: v)))
+        }
+        let total = all.reduce(Int64(0)) { $0 + $1.storeBytes }
+        // Daily growth: the average full day (before today) when there is one, else today so far
+        // extrapolated to a whole day.
+        let past = Dictionary(grouping: daily.filter { $0.day < today }, by: \.day).mapValues { $0.reduce(Int64(0)) { $0 + $1.bytes } }
+        var perDay: Double = 0
+        if !past.isEmpty {
+            perDay = Double(past.values.reduce(0, +)) / Double(past.count)
+        } else {
+            let todayBytes = daily.filter { $0.day == today }.reduce(Int64(0)) { $0 + $1.bytes }
+            let elapsed = Double(Self.now() % 86_400_000) / 86_400_000
+            perDay = elapsed > 0.01 ? Double(todayBytes) / elapsed : 0
+        }
+        let s = state.withLock { $0 }
+        let lease = try? await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID)
+        return StorageReport(
+            views: views, totalBytes: UInt64(total), maxTotalBytes: UInt64(configuration.retention.maxTotalBytes),
+            projectedDays: perDay > 0 ? Double(configuration.retention.maxTotalBytes) / perDay : 0, bytesPerDay: UInt64(perDay),
+            warnings: s.warnings, retentionOwner: lease?.source["owner"]?.stringValue ?? s.owner,
+            lastRetentionMs: UInt64(max(0, lease?.source["last_run_at"]?.int64Value ?? Int64(s.lastRunMs))))
+    }
+}
