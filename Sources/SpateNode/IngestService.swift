@@ -54,7 +54,8 @@ public final class IngestService: Service, Sendable {
                 }
                 try? await Task.sleep(for: .milliseconds(100))
             }
-        } onGracefulShutdown: {
+        } onGracefulShutdown: { [logger] in
+            logger.info("shutdown requested: flushing, checkpointing, committing and leaving the group")
             workers.forEach { $0.requestStop() }
         }
         workers.forEach { $0.requestStop() }

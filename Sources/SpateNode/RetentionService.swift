@@ -42,16 +42,16 @@ final class RetentionService: Service, Sendable {
     private var leaseMs: Int64 { Int64(configuration.retention.lease.components.seconds) * 1000 + Int64(configuration.retention.lease.components.attoseconds / 1_000_000_000_000_000) }
 
     func run() async throws {
-        await withGracefulShutdownHandler {
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                do {
-                    if try await holdLease() { try await runOnce() }
-                } catch {
-                    logger.warning("retention: \(error)")
-                }
-                try? await Task.sleep(for: configuration.retention.checkInterval)
+        // The wait between checks ends at once on SIGTERM: ServiceGroup stops services one at
+        // a time, so a service that sleeps through shutdown delays every other one.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                if try await holdLease() { try await runOnce() }
+            } catch {
+                logger.warning("retention: \(error)")
             }
-        } onGracefulShutdown: {}
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.retention.checkInterval) }
+        }
         await releaseLease()
     }
 
