@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .library(name: "SpateKafka", targets: ["SpateKafka"]),
         .library(name: "SpateElastic", targets: ["SpateElastic"]),
+        .library(name: "SpateWire", targets: ["SpateWire"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
         .executable(name: "spate-node", targets: ["spate-node"]),
         .executable(name: "spate", targets: ["spate"]),
@@ -29,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // C libraries from Debian, through pkg-config; each is imported by exactly one module.
@@ -87,9 +90,10 @@ let package = Package(
                 "SpateIngest", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
         .executableTarget(
@@ -98,6 +102,7 @@ let package = Package(
                 "SpateNode", "SpateKafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict),
         .target(
@@ -114,7 +119,7 @@ let package = Package(
         .executableTarget(
             name: "spate-bench",
             dependencies: [
-                "SpateProbe", "SpateKafka", "SpateCodec", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SpateProbe", "SpateKafka", "SpateCodec", "SpateClient", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

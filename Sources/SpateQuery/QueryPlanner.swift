@@ -43,6 +43,11 @@ public struct QueryPlanner: Sendable {
         let (rawStart, rawEnd) = query.range.resolved(nowMs: nowMs)
         let end = rawEnd == 0 ? nowMs : rawEnd
         guard end > rawStart else { throw RPCError(.invalidArgument, "range: start must be before end") }
+        // Bounded here too (the wire decoder checks the same), so no rounding below can overflow.
+        guard end <= WireMessages.maxTimeMs else { throw RPCError(.invalidArgument, "range: the end is after 9999-12-31") }
+        if case .series(_, let step, _, _) = query.kind, step > WireMessages.maxTimeMs {
+            throw RPCError(.invalidArgument, "step: \(step) ms is out of range")
+        }
         var needed = Set(query.filters.map(\.dimension))
         var sketch: SketchKind?
         var seriesStep: UInt64?

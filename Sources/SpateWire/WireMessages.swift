@@ -27,6 +27,12 @@ public enum Method: String, Sendable, CaseIterable {
 /// Converts the protocol's messages between Swift values and protobuf bytes (protobuf-c).
 /// Decoding malformed bytes, unknown dimensions or metrics throws INVALID_ARGUMENT.
 public enum WireMessages {
+    /// The latest time a request may name, 9999-12-31T23:59:59.999Z in Unix milliseconds; also
+    /// the largest series step. Larger values are not dates, and the node's bucket arithmetic
+    /// (QueryPlanner rounds `end + step - 1` down to a step) would overflow near UInt64.max —
+    /// a trap that took the whole node down (found by Tests/Fuzz, fuzz-request).
+    public static let maxTimeMs: UInt64 = 253_402_300_799_999
+
     // MARK: framing messages
 
     public static func encode(_ h: CallHeaders) -> [UInt8] {
@@ -265,6 +271,9 @@ public enum WireMessages {
         }
         let range: QueryRange
         if let r = m.pointee.range {
+            for (name, v) in [("start_ms", r.pointee.start_ms), ("end_ms", r.pointee.end_ms), ("last_ms", r.pointee.last_ms)] where v > maxTimeMs {
+                throw RPCError(.invalidArgument, "range: \(name) \(v) is out of range (at most \(maxTimeMs), 9999-12-31T23:59:59.999Z)")
+            }
             if r.pointee.last_ms > 0 {
                 range = .last(ms: r.pointee.last_ms)
             } else {
@@ -301,6 +310,7 @@ public enum WireMessages {
             kind = .top(dimension: try dimension(text(t.dimension), "top"), metric: try metric(text(t.metric)), limit: Int(t.limit))
         case SPATE__QUERY__V1__QUERY_REQUEST__KIND_SERIES:
             let s = m.pointee.series!.pointee
+            guard s.step_ms <= maxTimeMs else { throw RPCError(.invalidArgument, "series: step_ms \(s.step_ms) is too large (at most \(maxTimeMs))") }
             let split = text(s.split_by)
             kind = .series(
                 metric: try metric(text(s.metric)), stepMs: s.step_ms, splitBy: split.isEmpty ? nil : try dimension(split, "split_by"),

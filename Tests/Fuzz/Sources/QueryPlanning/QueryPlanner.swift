@@ -1,0 +1,1 @@
+../../../../Sources/SpateQuery/QueryPlanner.swift
