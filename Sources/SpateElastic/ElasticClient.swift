@@ -164,6 +164,23 @@ public final class ElasticClient: Sendable {
         return true
     }
 
+    /// Creates or replaces a document (`PUT /<index>/_doc/<id>`).
+    public func putDocument(index: String, id: String, source: JSONValue) async throws {
+        let path = "/\(Self.escapePath(index))/_doc/\(Self.escapePath(id))"
+        let r = try await send("PUT", path, body: JSONWriter.encode(source))
+        try Self.requireSuccess(r, "PUT", path)
+    }
+
+    /// Deletes a document; returns false when it did not exist.
+    @discardableResult
+    public func deleteDocument(index: String, id: String) async throws -> Bool {
+        let path = "/\(Self.escapePath(index))/_doc/\(Self.escapePath(id))"
+        let r = try await send("DELETE", path)
+        if r.status == 404 { return false }
+        try Self.requireSuccess(r, "DELETE", path)
+        return true
+    }
+
     // MARK: search
 
     /// `POST /<index>/_search`, the answer as JSON. A pattern matching no index gives no hits.

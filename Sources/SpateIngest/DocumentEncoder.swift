@@ -21,6 +21,9 @@ public struct IndexNaming: Sendable, Hashable {
     /// Where leases live (the retention lease).
     public var leaseIndex: String { "\(prefix)-leases" }
 
+    /// Where every live node publishes its state (cluster membership).
+    public var memberIndex: String { "\(prefix)-members" }
+
     /// `YYYY.MM.DD` of Unix milliseconds (proleptic Gregorian, UTC).
     public static func day(_ ms: UInt64) -> String {
         let (y, m, d) = civil(days: Int64(ms / 86_400_000))

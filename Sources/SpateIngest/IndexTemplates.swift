@@ -72,4 +72,24 @@ public enum IndexTemplates {
             ],
         ]
     }
+
+    /// Membership: one document per live node, its state as JSON text (never searched).
+    public static func memberTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
+        [
+            "index_patterns": [.string(naming.memberIndex)],
+            "priority": 200,
+            "version": .integer(version),
+            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
+            "template": [
+                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas), "refresh_interval": "1s"],
+                "mappings": [
+                    "dynamic": "strict",
+                    "properties": [
+                        "node": ["type": "keyword"], "updated_at": ["type": "date", "format": "epoch_millis"],
+                        "state": ["type": "keyword", "index": false, "doc_values": false],
+                    ],
+                ],
+            ],
+        ]
+    }
 }

@@ -88,11 +88,16 @@ final class BulkWriter: Sendable {
     private let logger: Logger
     private let limiter: AsyncLimiter
     private let stopping = Atomic<Bool>(false)
+    private let metrics: NodeMetrics?
     /// Consecutive failed attempts across the node: > 0 means the store is failing now.
     let failingSince = Mutex<ContinuousClock.Instant?>(nil)
 
-    init(client: ElasticClient, configuration: NodeConfiguration, counters: NodeCounters, deadLetters: DeadLetterQueue, logger: Logger) {
+    init(
+        client: ElasticClient, configuration: NodeConfiguration, counters: NodeCounters, deadLetters: DeadLetterQueue, metrics: NodeMetrics?,
+        logger: Logger
+    ) {
         self.client = client
+        self.metrics = metrics
         self.configuration = configuration
         naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
         self.counters = counters
@@ -158,7 +163,9 @@ final class BulkWriter: Sendable {
             if stopping.load(ordering: .acquiring) { return false }
             await limiter.acquire()
             let result: Result<BulkResponse, any Error>
+            let started = ContinuousClock.now
             do { result = .success(try await client.bulk(pending)) } catch { result = .failure(error) }
+            metrics?.bulkDuration.record(ContinuousClock.now - started)
             await limiter.release()
             counters.bulkRequests.add(1, ordering: .relaxed)
             switch result {

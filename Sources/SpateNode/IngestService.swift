@@ -12,14 +12,16 @@ public import Synchronization
 public final class IngestService: Service, Sendable {
     public let configuration: NodeConfiguration
     public let counters: NodeCounters
+    let metrics: NodeMetrics?
     public let elastic: ElasticClient
     private let logger: Logger
     /// Set when shutdown could not finish within the grace period.
     public let incompleteShutdown = Atomic<Bool>(false)
 
-    public init(configuration: NodeConfiguration, counters: NodeCounters = NodeCounters(), logger: Logger) throws {
+    public init(configuration: NodeConfiguration, counters: NodeCounters = NodeCounters(), metrics: NodeMetrics? = nil, logger: Logger) throws {
         self.configuration = configuration
         self.counters = counters
+        self.metrics = metrics
         self.logger = logger
         elastic = try ElasticClient(configuration: configuration.elasticsearch.client, logger: logger)
     }
@@ -27,7 +29,8 @@ public final class IngestService: Service, Sendable {
     public func run() async throws {
         try await installTemplates()
         let deadLetters = try DeadLetterQueue(configuration: configuration, counters: counters, logger: logger)
-        let writer = BulkWriter(client: elastic, configuration: configuration, counters: counters, deadLetters: deadLetters, logger: logger)
+        let writer = BulkWriter(
+            client: elastic, configuration: configuration, counters: counters, deadLetters: deadLetters, metrics: metrics, logger: logger)
         let store = CheckpointStore(client: elastic, configuration: configuration)
         let workers = (0..<configuration.node.workers).map {
             IngestWorker(
@@ -90,6 +93,7 @@ public final class IngestService: Service, Sendable {
         }
         templates.append(("\(naming.prefix)-checkpoints", IndexTemplates.checkpointTemplate(naming: naming, replicas: es.replicas)))
         templates.append(("\(naming.prefix)-leases", IndexTemplates.leaseTemplate(naming: naming, replicas: es.replicas)))
+        templates.append(("\(naming.prefix)-members", IndexTemplates.memberTemplate(naming: naming, replicas: es.replicas)))
         var attempt = 0
         while true {
             do {

@@ -11,6 +11,14 @@ public struct NodeConfiguration: Sendable {
         /// Ingest worker threads (each one Kafka group member owning its partitions).
         public var workers: Int
         public var logLevel: String
+        /// How often the node publishes its state for cluster membership (live: 3 heartbeats).
+        public var heartbeat: Duration
+    }
+
+    /// The Prometheus endpoint (`metrics:` section).
+    public struct Metrics: Sendable {
+        /// host:port of the HTTP listener serving `/metrics`; nil when off.
+        public var listen: String?
     }
 
     public struct Kafka: Sendable {
@@ -75,6 +83,7 @@ public struct NodeConfiguration: Sendable {
     public var views: [ViewDefinition]
     public var query: QueryConfiguration
     public var retention: RetentionConfiguration
+    public var metrics: Metrics
 }
 
 extension NodeConfiguration {
@@ -86,8 +95,9 @@ extension NodeConfiguration {
     ]
     /// Scalar keys per section, for environment overrides and unknown-key checks.
     static let scalarKeys: [String: [String]] = [
-        "node": ["id", "workers", "log_level"],
-        "kafka": ["bootstrap", "topic", "group", "dead_letter_topic", "session_timeout"],
+        "node": ["id", "workers", "log_level", "heartbeat"],
+        "metrics": ["listen"],
+        "kafka": ["bootstrap", "topic", "group", "dead_letter_topic", "session_timeout", "sasl_password_file"],
         "elasticsearch": [
             "url", "username", "password_file", "api_key_file", "ca_file", "index_prefix", "max_concurrent_bulks",
             "bulk_max_documents", "bulk_max_bytes", "request_timeout", "shards", "replicas",
@@ -169,7 +179,8 @@ extension NodeConfiguration {
         let node = Node(
             id: try str("node.id", "\(host)-\(getpid())"),
             workers: try int("node.workers", max(1, cores), 1...256),
-            logLevel: try str("node.log_level", "info"))
+            logLevel: try str("node.log_level", "info"),
+            heartbeat: try duration("node.heartbeat", .seconds(2), min: .milliseconds(200)))
         guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(node.logLevel) else {
             throw ConfigurationError("node.log_level", "'\(node.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
@@ -187,6 +198,14 @@ extension NodeConfiguration {
             t.markSubtree("kafka.properties")
         }
         properties.merge(kafkaOverrides) { _, new in new }
+        // The SASL password, like every secret, from a file or the environment only.
+        if properties["sasl.password"] != nil {
+            throw ConfigurationError(
+                "kafka.properties.sasl.password", "secrets are not accepted inline; use kafka.sasl_password_file or SPATE_KAFKA_SASL_PASSWORD")
+        }
+        if let password = try secret(fileKey: "kafka.sasl_password_file", env: "SPATE_KAFKA_SASL_PASSWORD") {
+            properties["sasl.password"] = password
+        }
         let kafka = Kafka(
             bootstrap: try str("kafka.bootstrap", "127.0.0.1:9092"),
             topic: try str("kafka.topic", "spate.flows"),
@@ -246,7 +265,16 @@ extension NodeConfiguration {
         let views = try parseViews(t)
         return NodeConfiguration(
             node: node, kafka: kafkaResolved, elasticsearch: es, ingest: ingest, views: views,
-            query: try buildQuery(t, environment: environment), retention: try buildRetention(t, views: views))
+            query: try buildQuery(t, environment: environment), retention: try buildRetention(t, views: views),
+            metrics: Metrics(listen: try metricsListen(t)))
+    }
+
+    private static func metricsListen(_ t: ConfigTree) throws -> String? {
+        guard let listen = try t.scalar("metrics.listen"), !listen.isEmpty, listen != "off" else { return nil }
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port),
+            !listen[..<colon].isEmpty
+        else { throw ConfigurationError("metrics.listen", "'\(listen)' is not host:port (or 'off')") }
+        return listen
     }
 
     private static func parseViews(_ t: ConfigTree) throws -> [ViewDefinition] {
@@ -318,6 +346,7 @@ extension NodeConfiguration {
         func d(_ x: Duration) -> String { "\(x)" }
         var lines = [
             "node.id = \(node.id)", "node.workers = \(node.workers)", "node.log_level = \(node.logLevel)",
+            "node.heartbeat = \(d(node.heartbeat))", "metrics.listen = \(metrics.listen ?? "off")",
             "kafka.bootstrap = \(kafka.bootstrap)", "kafka.topic = \(kafka.topic)", "kafka.group = \(kafka.group)",
             "kafka.dead_letter_topic = \(kafka.deadLetterTopic)", "kafka.session_timeout = \(d(kafka.sessionTimeout))",
         ]

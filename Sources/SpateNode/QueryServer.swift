@@ -15,6 +15,8 @@ final class QueryServer: Service, Sendable {
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
     private let connections = Atomic<Int>(0)
+    /// Open client connections.
+    var connectionCount: Int { connections.load(ordering: .relaxed) }
     private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     private let bound = Mutex<(any Channel)?>(nil)
     private let ready = Mutex<[CheckedContinuation<SocketAddress, any Error>]>([])

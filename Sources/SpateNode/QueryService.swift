@@ -19,12 +19,15 @@ final class QueryService: CallHandler {
     let storage: (@Sendable () async throws -> StorageReport)?
     let warnings: @Sendable () -> [String]
     private let rates = RateTracker()
+    let metrics: NodeMetrics?
 
     init(
         configuration: NodeConfiguration, counters: NodeCounters, elastic: ElasticClient, engine: QueryEngine, version: String,
         cluster: @escaping @Sendable () async -> [NodeStatus] = { [] },
-        storage: (@Sendable () async throws -> StorageReport)? = nil, warnings: @escaping @Sendable () -> [String] = { [] }
+        storage: (@Sendable () async throws -> StorageReport)? = nil, warnings: @escaping @Sendable () -> [String] = { [] },
+        metrics: NodeMetrics? = nil
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.counters = counters
         self.elastic = elastic
@@ -38,6 +41,25 @@ final class QueryService: CallHandler {
     }
 
     func handle(method: Method, request: [UInt8], emit: @escaping @Sendable ([UInt8]) -> Void) async throws {
+        guard let metrics else { return try await dispatch(method: method, request: request, emit: emit) }
+        let started = ContinuousClock.now
+        var code = StatusCode.ok
+        defer { metrics.recordCall(method: method.rawValue, code: code, duration: ContinuousClock.now - started) }
+        do {
+            try await dispatch(method: method, request: request, emit: emit)
+        } catch let e as RPCError {
+            code = e.code
+            throw e
+        } catch is CancellationError {
+            code = .cancelled
+            throw CancellationError()
+        } catch {
+            code = .internal
+            throw error
+        }
+    }
+
+    private func dispatch(method: Method, request: [UInt8], emit: @escaping @Sendable ([UInt8]) -> Void) async throws {
         switch method {
         case .status:
             emit(WireMessages.encode(try await status()))

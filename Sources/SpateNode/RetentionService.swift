@@ -52,7 +52,8 @@ final class RetentionService: Service, Sendable {
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.retention.checkInterval) }
         }
-        await releaseLease()
+        // Bounded: the lease expires on its own if the store does not answer in time.
+        _ = await awaitAtMost(.seconds(3)) { await self.releaseLease() }
     }
 
     /// Takes or renews the lease; true when this node holds it now.

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import SpateKafka
 import SpateNode
@@ -62,6 +64,8 @@ struct SpateNodeCommand: AsyncParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode(2)
         }
+        // swift-metrics users (Spate's own code and libraries) report into the node's registry.
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: node.metrics.registry))
         let ingest = node.ingest
         let group = ServiceGroup(
             configuration: .init(

@@ -154,6 +154,8 @@ struct Watch: AsyncParsableCommand {
                     }
                 }
                 await group.next()
+                // What the watches report while being torn down is not news.
+                screen.freeze()
                 group.cancelAll()
             }
             if !screen.interactive { screen.printOnce(format: connection.format) }
@@ -167,6 +169,7 @@ final class Screen: @unchecked Sendable {
     let interactive: Bool
     private let lock = NSLock()
     private var answers: [Int: (result: Result<QueryResult, RPCError>, at: Date, lastGood: QueryResult?)] = [:]
+    private var frozen = false
 
     init(dashboard: Dashboard, interactive: Bool) {
         self.dashboard = dashboard
@@ -175,8 +178,12 @@ final class Screen: @unchecked Sendable {
 
     var allAnswered: Bool { lock.withLock { answers.count == dashboard.widgets.count && answers.values.allSatisfy { $0.lastGood != nil } } }
 
+    /// Keeps the answers as they are now: later updates are ignored.
+    func freeze() { lock.withLock { frozen = true } }
+
     func update(_ i: Int, _ r: Result<QueryResult, RPCError>) {
         lock.withLock {
+            guard !frozen else { return }
             let good: QueryResult? = if case .success(let q) = r { q } else { answers[i]?.lastGood }
             answers[i] = (r, Date(), good)
         }

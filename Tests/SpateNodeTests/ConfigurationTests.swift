@@ -1,0 +1,80 @@
+import Foundation
+import SpateNode
+import Testing
+
+/// Bad configuration fails at start, naming the key and the reason; secrets come only from
+/// files or the environment.
+@Suite("spate-node configuration")
+struct ConfigurationTests {
+    static func load(_ yaml: String, environment: [String: String] = [:], kafka: [String: String] = [:]) throws -> NodeConfiguration {
+        let path = NSTemporaryDirectory() + "/spate-config-\(UUID().uuidString).yaml"
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { unlink(path) }
+        return try NodeConfiguration.load(path: path, environment: environment, kafkaOverrides: kafka)
+    }
+
+    static func failure(_ yaml: String, environment: [String: String] = [:], kafka: [String: String] = [:]) -> ConfigurationError? {
+        do {
+            _ = try load(yaml, environment: environment, kafka: kafka)
+            return nil
+        } catch let e as ConfigurationError {
+            return e
+        } catch {
+            return nil
+        }
+    }
+
+    @Test(
+        "invalid settings name the key and the reason",
+        arguments: [
+            ("ingest: {allowed_lateness: soon}", "ingest.allowed_lateness"),
+            ("node: {workers: 0}", "node.workers"),
+            ("query: {listen: nowhere}", "query.listen"),
+            ("metrics: {listen: \"127.0.0.1:99999\"}", "metrics.listen"),
+            ("node: {heartbeat: 10ms}", "node.heartbeat"),
+            ("kafka: {topic: \"\"}", "kafka.topic"),
+            ("ingest: {max_memory: 1GB, max_pending_bytes: 900MB}", "ingest.max_pending_bytes"),
+            ("elasticsearch: {password: hunter2}", "elasticsearch.password"),
+            ("kafka: {properties: {sasl.password: hunter2}}", "kafka.properties.sasl.password"),
+            ("ingset: {allowed_lateness: 1m}", "ingset"),
+        ])
+    func invalid(yaml: String, key: String) throws {
+        let e = try #require(Self.failure(yaml), "accepted: \(yaml)")
+        #expect(e.key == key, "\(e)")
+        #expect(!e.reason.isEmpty)
+    }
+
+    @Test("a SASL password on the command line (-X) is refused too")
+    func saslOnArgv() throws {
+        let e = try #require(Self.failure("", kafka: ["sasl.password": "hunter2"]))
+        #expect(e.key == "kafka.properties.sasl.password")
+    }
+
+    @Test("secrets come from files or the environment and are masked when printed")
+    func secrets() throws {
+        let file = NSTemporaryDirectory() + "/spate-secret-\(UUID().uuidString)"
+        try "s3cret\n".write(toFile: file, atomically: true, encoding: .utf8)
+        defer { unlink(file) }
+        let c = try Self.load(
+            "kafka: {sasl_password_file: \(file)}\nelasticsearch: {username: spate, password_file: \(file)}",
+            environment: ["SPATE_QUERY_TOKEN": "t0ken"])
+        #expect(c.kafka.properties["sasl.password"] == "s3cret")
+        #expect(c.elasticsearch.password == "s3cret")
+        #expect(c.query.token == "t0ken")
+        let printed = c.printable.joined(separator: "\n")
+        #expect(!printed.contains("s3cret") && !printed.contains("t0ken"), "\(printed)")
+        let env = try Self.load("", environment: ["SPATE_KAFKA_SASL_PASSWORD": "fromenv"])
+        #expect(env.kafka.properties["sasl.password"] == "fromenv")
+    }
+
+    @Test("environment variables override the file; metrics and heartbeat settings")
+    func overrides() throws {
+        let c = try Self.load(
+            "node: {id: a, heartbeat: 5s}\nmetrics: {listen: \"127.0.0.1:9464\"}",
+            environment: ["SPATE_NODE_ID": "b", "SPATE_METRICS_LISTEN": "0.0.0.0:9500"])
+        #expect(c.node.id == "b")
+        #expect(c.node.heartbeat == .seconds(5))
+        #expect(c.metrics.listen == "0.0.0.0:9500")
+        #expect(try Self.load("").metrics.listen == nil)
+    }
+}
