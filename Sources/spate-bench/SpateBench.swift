@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import SpateProbe
 
-/// Micro-benchmarks of Spate's own CPU work; the end-to-end benchmarks are scripts in
-/// cluster/bench-* that run the real executables against Tansu and osmem-server.
+/// Micro-benchmarks of Spate's own CPU work, and the load generators of the end-to-end
+/// benchmarks (scripts in cluster/bench-* that run the real executables against Tansu and
+/// osmem-server).
 @main
-struct SpateBench: ParsableCommand {
+struct SpateBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spate-bench", abstract: "Micro-benchmarks (build with -c release).",
-        subcommands: [ProbeEncode.self, Decode.self, Drain.self])
+        subcommands: [ProbeEncode.self, Decode.self, Drain.self, WatchBench.self])
 }
 
 struct ProbeEncode: ParsableCommand {
