@@ -304,21 +304,24 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
 
     func startCall(_ headers: CallHeaders, request: [UInt8], channel: any Channel) -> AsyncThrowingStream<[UInt8], any Error> {
         let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        // Stream ids must reach the wire in increasing order: the id is taken and the frames
+        // handed to the channel under one lock, so calls started concurrently cannot overtake
+        // each other (the server ends the connection on a lower id).
         let id = state.withLock { s -> UInt32? in
             if s.failure != nil { return nil }
             let id = s.nextStreamID
             s.nextStreamID += 2
             s.streams[id] = continuation
+            var out = channel.allocator.buffer(capacity: 64 + request.count)
+            FrameCodec.encode(Frame(type: .headers, streamID: id, payload: WireMessages.encode(headers)), into: &out)
+            FrameCodec.encode(Frame(type: .data, flags: .endStream, streamID: id, payload: request), into: &out)
+            channel.writeAndFlush(out, promise: nil)
             return id
         }
         guard let id else {
             continuation.finish(throwing: state.withLock { $0.failure } ?? RPCError(.unavailable, "connection closed"))
             return stream
         }
-        var out = channel.allocator.buffer(capacity: 64 + request.count)
-        FrameCodec.encode(Frame(type: .headers, streamID: id, payload: WireMessages.encode(headers)), into: &out)
-        FrameCodec.encode(Frame(type: .data, flags: .endStream, streamID: id, payload: request), into: &out)
-        channel.writeAndFlush(out, promise: nil)
         continuation.onTermination = { [weak self] reason in
             guard case .cancelled = reason, let self else { return }
             if self.state.withLock({ $0.streams.removeValue(forKey: id) }) != nil {

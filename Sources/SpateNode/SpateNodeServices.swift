@@ -18,7 +18,11 @@ public struct SpateNodeServices: Sendable {
         metrics = NodeMetrics(counters: counters)
         ingest = try IngestService(configuration: configuration, counters: counters, metrics: metrics, logger: logger)
         // Queries get their own store client: bulks must not hold up dashboards.
-        let queryClient = try ElasticClient(configuration: configuration.elasticsearch.client, logger: logger)
+        // Refreshes of many dashboards come in bursts (cache entries of a view expire together):
+        // 8 searches in flight rather than the bulk writer's 2 + 2.
+        var queryStore = configuration.elasticsearch.client
+        queryStore.maxConcurrentRequests = max(8, queryStore.maxConcurrentRequests)
+        let queryClient = try ElasticClient(configuration: queryStore, logger: logger)
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
         let engine = QueryEngine(
             client: queryClient, naming: naming,

@@ -40,30 +40,41 @@ public final class WatchHub: Sendable {
         let key = Key(query: query, refreshMs: max(refreshMs, minimumRefreshMs))
         let id = nextID.add(1, ordering: .relaxed).newValue
         let (stream, continuation) = AsyncStream<Update>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        let (loop, isNew) = loops.withLock { loops -> (Loop, Bool) in
-            if let l = loops[key] { return (l, false) }
+        let engine = engine
+        // Joining, starting the loop and leaving all happen under `loops`, so a watcher never
+        // joins a loop its last watcher just stopped.
+        _ = loops.withLock { loops -> Loop in
+            if let l = loops[key] {
+                // The last answer first, taken with the watcher list held so a newer one the
+                // loop is about to send cannot be overtaken by it.
+                l.watchers.withLock { w in
+                    w[id] = continuation
+                    if let last = l.last.withLock({ $0 }) { continuation.yield(last) }
+                }
+                return l
+            }
             let l = Loop()
+            l.watchers.withLock { $0[id] = continuation }
             loops[key] = l
-            return (l, true)
-        }
-        loop.watchers.withLock { $0[id] = continuation }
-        if let last = loop.last.withLock({ $0 }) { continuation.yield(last) }
-        if isNew {
-            let engine = engine
             let task = Task {
                 while !Task.isCancelled {
+                    let started = ContinuousClock.now
                     let update: Update
                     do { update = .success(try await engine.run(key.query)) } catch let e as RPCError {
                         update = .failure(e)
                     } catch {
                         update = .failure(RPCError(.internal, "\(error)"))
                     }
-                    loop.last.withLock { $0 = update }
-                    for c in loop.watchers.withLock({ Array($0.values) }) { c.yield(update) }
-                    try? await Task.sleep(for: .milliseconds(Int64(key.refreshMs)))
+                    l.last.withLock { $0 = update }
+                    for c in l.watchers.withLock({ Array($0.values) }) { c.yield(update) }
+                    // One refresh per interval, however long the store took (at least 10% rest).
+                    let interval = Duration.milliseconds(Int64(key.refreshMs))
+                    let rest = max(interval - (ContinuousClock.now - started), interval / 10)
+                    try? await Task.sleep(for: rest)
                 }
             }
-            loop.task.withLock { $0 = task }
+            l.task.withLock { $0 = task }
+            return l
         }
         continuation.onTermination = { [weak self] _ in self?.leave(key: key, id: id) }
         return (id, stream)

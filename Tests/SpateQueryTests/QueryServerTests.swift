@@ -155,6 +155,19 @@ struct QueryServerAbuseTests {
                 _ = try await client.query(Query(range: .last(ms: 1000), kind: .top(dimension: .country, metric: .bytes, limit: 5)))
             }
             #expect(noView?.code == .invalidArgument)
+            // Calls started at once from concurrent tasks, 90 per connection (under the
+            // 100-stream limit) on 8 connections: stream ids must reach the server in
+            // increasing order, or it ends the connection (a client bug once).
+            var clients: [SpateClient] = []
+            for _ in 0..<8 { clients.append(try await SpateClient.connect(try ClientConfiguration(address: address))) }
+            let answered = await withTaskGroup(of: Int.self) { group in
+                for c in clients {
+                    for _ in 0..<90 { group.addTask { ((try? await c.views()) ?? []).count } }
+                }
+                return await group.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+            }
+            #expect(answered == 720, "only \(answered) of 720 concurrent calls answered")
+            for c in clients { await c.close() }
             await client.close()
             let cli = try Shell.run(try Binaries.path("spate"), ["top", "nosuchdimension", "--server", address])
             #expect(cli.status != 0 && cli.output.contains("unknown dimension"), "\(cli.output)")
