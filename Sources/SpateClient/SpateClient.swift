@@ -74,7 +74,7 @@ public final class SpateClient: Sendable {
         let host = configuration.host
         let timeout = configuration.connectTimeout
         let bootstrap = ClientBootstrap(group: group)
-            .connectTimeout(.milliseconds(Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)))
+            .connectTimeout(.milliseconds(timeout.wholeMilliseconds))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -110,7 +110,7 @@ public final class SpateClient: Sendable {
     public func call(_ method: String, request: [UInt8], timeout: Duration? = nil, metadata: [String: String] = [:]) -> AsyncThrowingStream<[UInt8], any Error> {
         var md = metadata
         if let token = configuration.token { md["authorization"] = "Bearer \(token)" }
-        let ms = timeout.map { UInt32(clamping: $0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
+        let ms = timeout.map { UInt32(clamping: $0.wholeMilliseconds) } ?? 0
         return handler.startCall(CallHeaders(method: method, timeoutMs: ms, metadata: md), request: request, channel: channel)
     }
 

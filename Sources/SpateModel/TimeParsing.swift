@@ -31,3 +31,8 @@ public enum TimeParsing {
         return UInt64(v * 1000)
     }
 }
+
+extension Duration {
+    /// The duration in whole milliseconds (sub-millisecond parts truncated).
+    public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+}

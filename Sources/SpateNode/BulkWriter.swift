@@ -42,7 +42,7 @@ final class FlushTicket: Sendable {
     /// Blocks the calling (worker) thread until finished or `timeout`; nil on timeout.
     func wait(timeout: Duration) -> Outcome? {
         if let r = result { return r }
-        let ms = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int(timeout.wholeMilliseconds)
         guard signal.wait(timeout: .now() + .milliseconds(ms)) == .success else { return nil }
         signal.signal()
         return result

@@ -26,6 +26,14 @@ public enum ConfigValue {
         throw ConfigurationError(key, "'\(text)' is not a duration (use e.g. 500ms, 10s, 2m, 1h, 10d)")
     }
 
+    /// A listener address `host:port` (port 0 = any free port); `alternatives` ends the error.
+    public static func listenAddress(_ text: String, key: String, alternatives: String = "") throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port),
+            !text[..<colon].isEmpty
+        else { throw ConfigurationError(key, "'\(text)' must be host:port (e.g. 127.0.0.1:7400)" + alternatives) }
+        return (String(text[..<colon]), port)
+    }
+
     /// `1048576`, `512KB`, `256MB`, `2GB`, `5TB` (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB`.
     public static func bytes(_ text: String, key: String) throws -> Int64 {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()

@@ -70,7 +70,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     /// The librdkafka properties of this worker's consumer.
     var consumerProperties: [String: String] {
         let k = configuration.kafka
-        let sessionMs = Int(k.sessionTimeout.components.seconds) * 1000 + Int(k.sessionTimeout.components.attoseconds / 1_000_000_000_000_000)
+        let sessionMs = Int(k.sessionTimeout.wholeMilliseconds)
         var p: [String: String] = [
             "bootstrap.servers": k.bootstrap,
             "group.id": k.group,
@@ -102,7 +102,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
 
     /// Waits until the worker thread ended, up to `timeout`; false on timeout.
     func waitFinished(timeout: Duration) -> Bool {
-        let ms = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
+        let ms = Int(timeout.wholeMilliseconds)
         guard finished.wait(timeout: .now() + .milliseconds(ms)) == .success else { return false }
         finished.signal()
         return true
@@ -287,8 +287,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             slots[tp.partition] = Slot(
                 rollup: PartitionRollup(
                     partition: tp.partition, views: configuration.views,
-                    latenessMs: UInt64(configuration.ingest.allowedLateness.components.seconds) * 1000
-                        + UInt64(configuration.ingest.allowedLateness.components.attoseconds / 1_000_000_000_000_000),
+                    latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds),
                     interner: interner, resume: state))
             slots[tp.partition]!.lastSubmitted = resume
             starts[tp] = resume?.offset ?? -2  // RD_KAFKA_OFFSET_BEGINNING

@@ -22,9 +22,7 @@ final class MetricsServer: Service, Sendable {
     }
 
     func run() async throws {
-        let colon = listen.lastIndex(of: ":")!
-        let host = String(listen[..<colon])
-        let port = Int(listen[listen.index(after: colon)...])!
+        let (host, port) = try ConfigValue.listenAddress(listen, key: "metrics.listen")
         let metrics = self.metrics
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)

@@ -271,9 +271,7 @@ extension NodeConfiguration {
 
     private static func metricsListen(_ t: ConfigTree) throws -> String? {
         guard let listen = try t.scalar("metrics.listen"), !listen.isEmpty, listen != "off" else { return nil }
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port),
-            !listen[..<colon].isEmpty
-        else { throw ConfigurationError("metrics.listen", "'\(listen)' is not host:port (or 'off')") }
+        _ = try ConfigValue.listenAddress(listen, key: "metrics.listen", alternatives: " or 'off'")
         return listen
     }
 
@@ -330,9 +328,9 @@ extension NodeConfiguration {
                 return k
             } ?? 0
             let view = ViewDefinition(
-                name: name, bucketMs: UInt64(bucket.components.seconds) * 1000 + UInt64(bucket.components.attoseconds / 1_000_000_000_000_000),
+                name: name, bucketMs: UInt64(bucket.wholeMilliseconds),
                 dimensions: dims, sketches: Set(sketches), hllPrecision: precision,
-                flushIntervalMs: UInt64(flush.components.seconds) * 1000 + UInt64(flush.components.attoseconds / 1_000_000_000_000_000),
+                flushIntervalMs: UInt64(flush.wholeMilliseconds),
                 topK: topK)
             if let problem = view.problems().first { throw ConfigurationError(where_, problem) }
             if out.contains(where: { $0.name == name }) { throw ConfigurationError("\(where_).name", "'\(name)' is defined twice") }

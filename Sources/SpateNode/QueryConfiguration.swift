@@ -40,11 +40,7 @@ extension NodeConfiguration {
             return try ConfigValue.duration(s, key: "query.\(k)")
         }
         let listen = try str("listen", "127.0.0.1:7400")
-        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]), (0...65535).contains(port),
-            !listen[..<colon].isEmpty
-        else {
-            throw ConfigurationError("query.listen", "'\(listen)' must be host:port (e.g. 127.0.0.1:7400)")
-        }
+        let port = try ConfigValue.listenAddress(listen, key: "query.listen").port
         var token: String?
         if let v = environment["SPATE_QUERY_TOKEN"], !v.isEmpty {
             token = v

@@ -39,7 +39,7 @@ final class RetentionService: Service, Sendable {
 
     private var me: String { configuration.node.id }
     private static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-    private var leaseMs: Int64 { Int64(configuration.retention.lease.components.seconds) * 1000 + Int64(configuration.retention.lease.components.attoseconds / 1_000_000_000_000_000) }
+    private var leaseMs: Int64 { configuration.retention.lease.wholeMilliseconds }
 
     func run() async throws {
         // The wait between checks ends at once on SIGTERM: ServiceGroup stops services one at
