@@ -34,7 +34,7 @@ final class Membership: Service, Sendable {
     }
 
     private var heartbeat: Duration { configuration.node.heartbeat }
-    private var livenessMs: Int64 { 10 * Int64(heartbeat.components.seconds * 1000 + heartbeat.components.attoseconds / 1_000_000_000_000_000) }
+    private var livenessMs: Int64 { 10 * heartbeat.wholeMilliseconds }
 
     func run() async throws {
         var failing = false
@@ -64,7 +64,7 @@ final class Membership: Service, Sendable {
 
     /// Every live node, as last published. Waits for the store at most 2 s, then answers
     /// from the last listing it gave (still filtered by age).
-    func members() async throws -> [NodeStatus] {
+    func members() async -> [NodeStatus] {
         let (client, index, livenessMs) = (client, naming.memberIndex, livenessMs)
         let fresh = await awaitAtMost(.seconds(2)) { () async throws -> [(state: NodeStatus, updatedMs: Int64)] in
             let body: JSONValue = ["size": 1000, "query": ["range": ["updated_at": ["gte": .integer(Self.nowMs() - livenessMs)]]]]

@@ -9,32 +9,32 @@ import SpateWire
 /// The query methods: Status, ListViews, Query and Watch (Storage when retention runs).
 final class QueryService: CallHandler {
     let configuration: NodeConfiguration
-    let counters: NodeCounters
     let engine: QueryEngine
     let hub: WatchHub
     let elastic: ElasticClient
     let version: String
-    /// Status of the other nodes of the group (filled by the membership reader).
+    /// This node's live state.
+    let local: LocalStatus
+    /// Every live node as last published (membership); this node's entry is replaced by `local`.
     let cluster: @Sendable () async -> [NodeStatus]
     let storage: (@Sendable () async throws -> StorageReport)?
     let warnings: @Sendable () -> [String]
-    private let rates = RateTracker()
     let metrics: NodeMetrics?
 
     init(
-        configuration: NodeConfiguration, counters: NodeCounters, elastic: ElasticClient, engine: QueryEngine, version: String,
-        cluster: @escaping @Sendable () async -> [NodeStatus] = { [] },
+        configuration: NodeConfiguration, elastic: ElasticClient, engine: QueryEngine, version: String,
+        local: LocalStatus, cluster: @escaping @Sendable () async -> [NodeStatus] = { [] },
         storage: (@Sendable () async throws -> StorageReport)? = nil, warnings: @escaping @Sendable () -> [String] = { [] },
         metrics: NodeMetrics? = nil
     ) {
         self.metrics = metrics
         self.configuration = configuration
-        self.counters = counters
         self.elastic = elastic
         self.engine = engine
         let minimum = configuration.query.minimumRefresh
-        hub = WatchHub(engine: engine, minimumRefreshMs: UInt32(minimum.components.seconds * 1000 + minimum.components.attoseconds / 1_000_000_000_000_000))
+        hub = WatchHub(engine: engine, minimumRefreshMs: UInt32(minimum.wholeMilliseconds))
         self.version = version
+        self.local = local
         self.cluster = cluster
         self.storage = storage
         self.warnings = warnings
@@ -98,8 +98,30 @@ final class QueryService: CallHandler {
         }
     }
 
-    /// This node's own state.
-    func selfStatus() -> NodeStatus {
+    func status() async throws -> ClusterStatus {
+        let me = local.current()
+        var health: String
+        do { health = try await elastic.health() } catch { health = "unreachable: \(error)" }
+        let members = (await cluster().filter { $0.nodeID != me.nodeID } + [me]).sorted { $0.nodeID < $1.nodeID }
+        return ClusterStatus(
+            nodeID: me.nodeID, version: version, node: me, cluster: members, storeHealth: health, topic: configuration.kafka.topic,
+            group: configuration.kafka.group, warnings: warnings())
+    }
+}
+
+/// This node's state as `Status` and membership report it.
+final class LocalStatus: Sendable {
+    private let configuration: NodeConfiguration
+    private let counters: NodeCounters
+    private let rates = RateTracker()
+
+    init(configuration: NodeConfiguration, counters: NodeCounters) {
+        self.configuration = configuration
+        self.counters = counters
+    }
+
+    /// Now, with rates since the previous call (at least 1 s before).
+    func current() -> NodeStatus {
         let c = counters
         let records = c.records.load(ordering: .relaxed)
         let docs = c.documentsWritten.load(ordering: .relaxed)
@@ -113,21 +135,9 @@ final class QueryService: CallHandler {
             malformedTotal: c.messagesMalformed.load(ordering: .relaxed), documentsTotal: docs,
             residentBytes: UInt64(max(0, c.residentBytes.load(ordering: .relaxed))), reachable: true)
     }
-
-    func status() async throws -> ClusterStatus {
-        let me = selfStatus()
-        var health: String
-        do { health = try await elastic.health() } catch { health = "unreachable: \(error)" }
-        var members = await cluster()
-        if !members.contains(where: { $0.nodeID == me.nodeID }) { members.append(me) }
-        members.sort { $0.nodeID < $1.nodeID }
-        return ClusterStatus(
-            nodeID: me.nodeID, version: version, node: me, cluster: members, storeHealth: health, topic: configuration.kafka.topic,
-            group: configuration.kafka.group, warnings: warnings())
-    }
 }
 
-/// Records and documents per second between successive Status calls (at least 1 s apart).
+/// Records and documents per second between successive calls (at least 1 s apart).
 final class RateTracker: @unchecked Sendable {
     private let lock = NSLock()
     private var last: (records: UInt64, documents: UInt64, at: ContinuousClock.Instant)?

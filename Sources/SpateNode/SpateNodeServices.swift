@@ -28,22 +28,12 @@ public struct SpateNodeServices: Sendable {
             client: queryClient, naming: naming,
             views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) })
         let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
-        let membershipBox = MembershipBox()
-        let me = configuration.node.id
+        let local = LocalStatus(configuration: configuration, counters: counters)
+        let membership = Membership(configuration: configuration, client: queryClient, local: { local.current() }, logger: logger)
         let service = QueryService(
-            configuration: configuration, counters: counters, elastic: queryClient, engine: engine, version: Self.version,
-            cluster: { [logger] in
-                guard let membership = membershipBox.membership else { return [] }
-                do {
-                    return try await membership.members().filter { $0.nodeID != me }
-                } catch {
-                    logger.warning("membership: cannot list the cluster: \(error)")
-                    return []
-                }
-            },
+            configuration: configuration, elastic: queryClient, engine: engine, version: Self.version,
+            local: local, cluster: { await membership.members() },
             storage: { try await retention.storageReport() }, warnings: { retention.state.withLock { $0.warnings } }, metrics: metrics)
-        let membership = Membership(configuration: configuration, client: queryClient, local: { service.selfStatus() }, logger: logger)
-        membershipBox.membership = membership
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
         metrics.attach(engine: engine, connections: { server.connectionCount })
         // ServiceGroup stops services one at a time in reverse order: ingest first (flush,
@@ -55,10 +45,4 @@ public struct SpateNodeServices: Sendable {
         services.append(ingest)
         self.services = services
     }
-}
-
-/// Lets the Status handler reach the membership service created after it.
-private final class MembershipBox: @unchecked Sendable {
-    // Written once during init, before any call can arrive.
-    var membership: Membership?
 }
