@@ -33,63 +33,46 @@ public enum IndexTemplates {
     }
 
     public static func checkpointTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
-        [
-            "index_patterns": [.string(naming.checkpointIndex)],
-            "priority": 200,
-            "version": .integer(version),
-            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
-            "template": [
-                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas)],
-                "mappings": [
-                    "dynamic": "strict",
-                    "properties": [
-                        "group": ["type": "keyword"], "topic": ["type": "keyword"], "partition": ["type": "integer"],
-                        "resume_offset": ["type": "long"], "resume_max_event_ts": ["type": "long"],
-                        "horizon_offset": ["type": "long"], "horizon_max_event_ts": ["type": "long"],
-                        "node": ["type": "keyword"], "written_at": ["type": "date", "format": "epoch_millis"],
-                    ],
-                ],
-            ],
-        ]
+        bookkeeping(
+            pattern: naming.checkpointIndex, replicas: replicas,
+            properties: [
+                "group": ["type": "keyword"], "topic": ["type": "keyword"], "partition": ["type": "integer"],
+                "resume_offset": ["type": "long"], "resume_max_event_ts": ["type": "long"],
+                "horizon_offset": ["type": "long"], "horizon_max_event_ts": ["type": "long"],
+                "node": ["type": "keyword"], "written_at": ["type": "date", "format": "epoch_millis"],
+            ])
     }
 
     public static func leaseTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
-        [
-            "index_patterns": [.string(naming.leaseIndex)],
-            "priority": 200,
-            "version": .integer(version),
-            "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
-            "template": [
-                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas)],
-                "mappings": [
-                    "dynamic": "strict",
-                    "properties": [
-                        "owner": ["type": "keyword"], "expires_at": ["type": "date", "format": "epoch_millis"],
-                        "acquired_at": ["type": "date", "format": "epoch_millis"], "last_run_at": ["type": "date", "format": "epoch_millis"],
-                        "last_run": ["type": "keyword", "index": false, "doc_values": false],
-                    ],
-                ],
-            ],
-        ]
+        bookkeeping(
+            pattern: naming.leaseIndex, replicas: replicas,
+            properties: [
+                "owner": ["type": "keyword"], "expires_at": ["type": "date", "format": "epoch_millis"],
+                "acquired_at": ["type": "date", "format": "epoch_millis"], "last_run_at": ["type": "date", "format": "epoch_millis"],
+                "last_run": ["type": "keyword", "index": false, "doc_values": false],
+            ])
     }
 
     /// Membership: one document per live node, its state as JSON text (never searched).
     public static func memberTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
-        [
-            "index_patterns": [.string(naming.memberIndex)],
+        bookkeeping(
+            pattern: naming.memberIndex, replicas: replicas, refreshInterval: "1s",
+            properties: [
+                "node": ["type": "keyword"], "updated_at": ["type": "date", "format": "epoch_millis"],
+                "state": ["type": "keyword", "index": false, "doc_values": false],
+            ])
+    }
+
+    /// A single-shard index of Spate's own state, strictly mapped.
+    static func bookkeeping(pattern: String, replicas: Int, refreshInterval: String? = nil, properties: JSONValue) -> JSONValue {
+        var settings = JSONObject([("number_of_shards", 1), ("number_of_replicas", .number(replicas))])
+        if let refreshInterval { settings["refresh_interval"] = .string(refreshInterval) }
+        return [
+            "index_patterns": [.string(pattern)],
             "priority": 200,
             "version": .integer(version),
             "_meta": ["managed_by": "spate", "spate_template_version": .integer(version)],
-            "template": [
-                "settings": ["number_of_shards": 1, "number_of_replicas": .number(replicas), "refresh_interval": "1s"],
-                "mappings": [
-                    "dynamic": "strict",
-                    "properties": [
-                        "node": ["type": "keyword"], "updated_at": ["type": "date", "format": "epoch_millis"],
-                        "state": ["type": "keyword", "index": false, "doc_values": false],
-                    ],
-                ],
-            ],
+            "template": ["settings": .object(settings), "mappings": ["dynamic": "strict", "properties": properties]],
         ]
     }
 }
