@@ -82,11 +82,8 @@ struct Top: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (range, filters) = try query.build()
-        let m = try parseMetric(metric)
-        let q = Query(range: range, filters: filters, view: query.view, kind: .top(dimension: try parseDimension(dimension, option: "dimension"), metric: m, limit: limit))
-        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
-        Render.result(r, query: q, format: connection.format)
+        try await runQuery(
+            .top(dimension: try parseDimension(dimension, option: "dimension"), metric: try parseMetric(metric), limit: limit), query, connection)
     }
 }
 
@@ -106,12 +103,11 @@ struct Series: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (range, filters) = try query.build()
-        let q = Query(
-            range: range, filters: filters, view: query.view,
-            kind: .series(metric: try parseMetric(metric), stepMs: step.flatMap(TimeParsing.durationMs) ?? 0, splitBy: try splitBy.map { try parseDimension($0, option: "--split-by") }, splitLimit: splitLimit))
-        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
-        Render.result(r, query: q, format: connection.format)
+        try await runQuery(
+            .series(
+                metric: try parseMetric(metric), stepMs: step.flatMap(TimeParsing.durationMs) ?? 0,
+                splitBy: try splitBy.map { try parseDimension($0, option: "--split-by") }, splitLimit: splitLimit),
+            query, connection)
     }
 }
 
@@ -120,12 +116,7 @@ struct Totals: AsyncParsableCommand {
     @OptionGroup var query: QueryOptions
     @OptionGroup var connection: ConnectionOptions
 
-    func run() async throws {
-        let (range, filters) = try query.build()
-        let q = Query(range: range, filters: filters, view: query.view, kind: .totals)
-        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
-        Render.result(r, query: q, format: connection.format)
-    }
+    func run() async throws { try await runQuery(.totals, query, connection) }
 }
 
 struct Distinct: AsyncParsableCommand {
@@ -133,12 +124,7 @@ struct Distinct: AsyncParsableCommand {
     @OptionGroup var query: QueryOptions
     @OptionGroup var connection: ConnectionOptions
 
-    func run() async throws {
-        let (range, filters) = try query.build()
-        let q = Query(range: range, filters: filters, view: query.view, kind: .distinctSubscribers)
-        let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
-        Render.result(r, query: q, format: connection.format)
-    }
+    func run() async throws { try await runQuery(.distinctSubscribers, query, connection) }
 }
 
 struct Quantiles: AsyncParsableCommand {
@@ -155,12 +141,15 @@ struct Quantiles: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        let (range, filters) = try query.build()
-        let query = Query(range: range, filters: filters, view: self.query.view, kind: .rttQuantiles(quantiles))
-        let r = try await withClient(connection) { try await $0.query(query, timeout: connection.deadline) }
-        Render.result(r, query: query, format: connection.format)
-    }
+    func run() async throws { try await runQuery(.rttQuantiles(quantiles), query, connection) }
+}
+
+/// Runs one query of `kind` over the range, filters and view of `options` and prints the answer.
+func runQuery(_ kind: QueryKind, _ options: QueryOptions, _ connection: ConnectionOptions) async throws {
+    let (range, filters) = try options.build()
+    let q = Query(range: range, filters: filters, view: options.view, kind: kind)
+    let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+    Render.result(r, query: q, format: connection.format)
 }
 
 extension JSONEncoder {
