@@ -11,13 +11,19 @@ public import SpateModel
 /// are valid only inside it.
 public final class RecordBatchDecoder {
     private let arena: OpaquePointer
+    /// The most the arena keeps between batches: after a larger batch it shrinks back.
+    public let retainedArenaBytes: Int
 
-    /// - Parameter initialArenaBytes: first arena chunk; it grows to the largest batch seen.
-    public init(initialArenaBytes: Int = 1 << 20) {
+    /// - Parameters:
+    ///   - initialArenaBytes: first arena chunk; it grows to fit the largest batch.
+    ///   - retainedArenaBytes: what the arena may keep after a batch; a bigger one (a rare
+    ///     huge message) is returned to the system once decoded.
+    public init(initialArenaBytes: Int = 1 << 20, retainedArenaBytes: Int = 16 << 20) {
         guard let arena = spate_arena_create(initialArenaBytes) else {
             fatalError("RecordBatchDecoder: cannot allocate \(initialArenaBytes) bytes")
         }
         self.arena = arena
+        self.retainedArenaBytes = max(initialArenaBytes, retainedArenaBytes)
     }
 
     deinit { spate_arena_destroy(arena) }
@@ -26,12 +32,18 @@ public final class RecordBatchDecoder {
     public var arenaCapacity: Int { spate_arena_capacity(arena) }
 
     /// Decodes and validates `bytes`, then calls `body` with a view of the batch.
+    /// - Parameters:
+    ///   - limits: the value rules every record must meet (event-time window, counter bounds).
+    ///   - messageTimestampMs: the Kafka message timestamp (Unix ms, or negative when the
+    ///     message has none): the event-time window is measured from it, so a replay of the
+    ///     same message decides the same way.
     /// - Throws: `RecordDecodingError` for anything that is not a valid batch; `body`'s errors.
     public func withBatch<R>(
-        _ bytes: UnsafeRawBufferPointer, _ body: (DecodedBatch) throws -> R
+        _ bytes: UnsafeRawBufferPointer, limits: RecordLimits = .default, messageTimestampMs: Int64 = -1,
+        _ body: (DecodedBatch) throws -> R
     ) throws -> R {
         spate_arena_reset(arena)
-        defer { spate_arena_reset(arena) }
+        defer { spate_arena_trim(arena, retainedArenaBytes) }
         var zero: UInt8 = 0
         let unpacked = withUnsafePointer(to: &zero) { zeroPointer in
             // protobuf-c wants a non-null pointer even for an empty message.
@@ -42,7 +54,7 @@ public final class RecordBatchDecoder {
             throw RecordDecodingError(.malformedProtobuf, "not a RecordBatch message (\(bytes.count) bytes)")
         }
         let view = DecodedBatch(raw: UnsafePointer(batch))
-        try view.validate()
+        try view.validate(RecordRules(limits: limits, messageTimestampMs: messageTimestampMs))
         return try body(view)
     }
 
@@ -78,32 +90,59 @@ public struct DecodedBatch {
         DecodedRecord(raw: UnsafePointer(raw.pointee.records[index]!))
     }
 
-    fileprivate func validate() throws {
+    fileprivate func validate(_ rules: RecordRules) throws {
         guard probeID != 0 else { throw RecordDecodingError(.invalidBatch, "probe_id is 0") }
         guard raw.pointee.created_ms != 0 else {
             throw RecordDecodingError(.invalidBatch, "batch \(sequence) of probe \(probeID) is not sealed (created_ms is 0)")
         }
         guard count > 0 else { throw RecordDecodingError(.emptyBatch, "batch \(sequence) of probe \(probeID) has no records") }
         for i in 0..<count {
-            try self[i].validate(index: i)
+            try self[i].validate(index: i, rules)
         }
     }
 }
 
-/// A borrowed NUL-terminated string inside a decoded batch.
+extension DecodedBatch {
+    /// The records at `indices` re-encoded as a `RecordBatch` with this batch's probe id,
+    /// sequence and seal time — byte for byte the records as received, invalid strings
+    /// included (protobuf-c packs the decoded structs; nothing is converted or validated).
+    public func encodeSubset(_ indices: [Int]) -> [UInt8] {
+        var pointers = indices.map { UnsafeMutablePointer(mutating: raw.pointee.records[$0]) }
+        var msg = Spate__Probe__V1__RecordBatch()
+        spate__probe__v1__record_batch__init(&msg)
+        msg.probe_id = raw.pointee.probe_id
+        msg.seq = raw.pointee.seq
+        msg.created_ms = raw.pointee.created_ms
+        return pointers.withUnsafeMutableBufferPointer { p in
+            msg.n_records = p.count
+            msg.records = p.baseAddress
+            let size = spate__probe__v1__record_batch__get_packed_size(&msg)
+            var out = [UInt8](repeating: 0, count: size)
+            out.withUnsafeMutableBufferPointer { o in
+                _ = spate__probe__v1__record_batch__pack(&msg, o.baseAddress)
+            }
+            return out
+        }
+    }
+}
+
+/// A borrowed string field inside a decoded batch: its bytes exactly as received (protobuf-c
+/// reads these fields as length-delimited bytes, so an embedded NUL is visible, not a cut).
 public struct CStringView {
-    /// The string's bytes, without the NUL.
+    /// The string's bytes.
     public let utf8: UnsafeBufferPointer<UInt8>
 
-    fileprivate init(_ p: UnsafePointer<CChar>?) {
-        guard let p else {
-            utf8 = UnsafeBufferPointer(start: nil, count: 0)
-            return
-        }
-        utf8 = UnsafeBufferPointer(start: UnsafeRawPointer(p).assumingMemoryBound(to: UInt8.self), count: strlen(p))
+    fileprivate init(_ b: ProtobufCBinaryData) {
+        utf8 = UnsafeBufferPointer(start: b.data, count: b.len)
     }
 
     public var isEmpty: Bool { utf8.isEmpty }
+
+    /// Whether a NUL byte occurs in the string (refused at the boundary).
+    public var containsNUL: Bool {
+        guard let base = utf8.baseAddress, !utf8.isEmpty else { return false }
+        return memchr(base, 0, utf8.count) != nil
+    }
 
     /// A Swift String, nil when the bytes are not valid UTF-8.
     public var validatedString: String? { String(validating: utf8, as: UTF8.self) }
@@ -143,7 +182,7 @@ public struct DecodedRecord {
         UnsafeBufferPointer(start: b.data, count: b.len)
     }
 
-    fileprivate func validate(index i: Int) throws {
+    fileprivate func validate(index i: Int, _ rules: RecordRules) throws {
         let r = raw.pointee
         func bad(_ what: String) -> RecordDecodingError { RecordDecodingError(.invalidRecord, "record \(i): \(what)") }
         guard r.end_time_ms != 0 else { throw bad("end_time_ms is 0") }
@@ -158,7 +197,33 @@ public struct DecodedRecord {
         }
         guard r.client_port <= 65535, r.server_port <= 65535 else { throw bad("port above 65535") }
         guard r.l4_protocol <= 255 else { throw bad("l4_protocol \(r.l4_protocol) above 255") }
-        guard r.application != nil, r.application.pointee != 0 else { throw bad("application is empty") }
+        guard r.application.len > 0 else { throw bad("application is empty") }
+        // The value rules (checked after the structural ones, whose reasons stay as they were).
+        guard rules.window.contains(r.end_time_ms) else {
+            throw RecordDecodingError(.eventTimeOutOfRange, "record \(i): end_time_ms \(r.end_time_ms) \(rules.windowDescription)")
+        }
+        // No arrays here: this runs for every record.
+        func counter(_ name: String, _ value: UInt64, _ limit: UInt64) throws {
+            if value > limit {
+                throw RecordDecodingError(.counterOutOfRange, "record \(i): \(name) \(value) is above the per-record limit \(limit)")
+            }
+        }
+        try counter("bytes_up", r.bytes_up, RecordLimits.maxBytes)
+        try counter("bytes_down", r.bytes_down, RecordLimits.maxBytes)
+        try counter("packets_up", r.packets_up, RecordLimits.maxPackets)
+        try counter("packets_down", r.packets_down, RecordLimits.maxPackets)
+        try counter("flows", UInt64(r.flows), RecordLimits.maxFlows)
+        func noNUL(_ name: String, _ value: ProtobufCBinaryData) throws {
+            if CStringView(value).containsNUL {
+                throw RecordDecodingError(.invalidString, "record \(i): \(name) contains a NUL byte")
+            }
+        }
+        try noNUL("application", r.application)
+        try noNUL("application_category", r.application_category)
+        try noNUL("host", r.host)
+        try noNUL("subscriber_id", r.subscriber_id)
+        try noNUL("device_type", r.device_type)
+        try noNUL("country", r.country)
     }
 
     /// The Swift value form; throws when a string is not valid UTF-8.
@@ -169,9 +234,15 @@ public struct DecodedRecord {
             }
             return s
         }
+        func address(_ b: BytesView, _ field: String) throws -> IPAddress {
+            guard let a = IPAddress(bytes: b) else {
+                throw RecordDecodingError(.invalidRecord, "record \(index): \(field) has \(b.count) bytes (want 4 or 16)")
+            }
+            return a
+        }
         return FlowRecord(
             startTimeMs: startTimeMs, endTimeMs: endTimeMs, probeID: probeID, interfaceIndex: interfaceIndex,
-            clientIP: IPAddress(bytes: clientIP)!, serverIP: IPAddress(bytes: serverIP)!,
+            clientIP: try address(clientIP, "client_ip"), serverIP: try address(serverIP, "server_ip"),
             clientPort: clientPort, serverPort: serverPort, l4Protocol: l4Protocol,
             application: try text(application, "application"),
             applicationCategory: try text(applicationCategory, "application_category"),

@@ -61,12 +61,12 @@ public final class RecordBatchEncoder {
         m.pointee.client_port = UInt32(r.clientPort)
         m.pointee.server_port = UInt32(r.serverPort)
         m.pointee.l4_protocol = UInt32(r.l4Protocol)
-        m.pointee.application = cString(r.application)
-        m.pointee.application_category = cString(r.applicationCategory)
-        m.pointee.host = cString(r.host)
-        m.pointee.subscriber_id = cString(r.subscriberID)
-        m.pointee.device_type = cString(r.deviceType)
-        m.pointee.country = cString(r.country)
+        m.pointee.application = text(r.application)
+        m.pointee.application_category = text(r.applicationCategory)
+        m.pointee.host = text(r.host)
+        m.pointee.subscriber_id = text(r.subscriberID)
+        m.pointee.device_type = text(r.deviceType)
+        m.pointee.country = text(r.country)
         m.pointee.bytes_up = r.bytesUp
         m.pointee.bytes_down = r.bytesDown
         m.pointee.packets_up = r.packetsUp
@@ -88,18 +88,18 @@ public final class RecordBatchEncoder {
         return p.bindMemory(to: T.self, capacity: max(count, 1))
     }
 
-    private func cString(_ s: String) -> UnsafeMutablePointer<CChar> {
+    private func text(_ s: String) -> ProtobufCBinaryData {
         var s = s
         return s.withUTF8 { u in
-            u.withMemoryRebound(to: CChar.self) { c in
-                spate_arena_strndup(arena, c.baseAddress, c.count)!
-            }
+            let p = allocArray(UInt8.self, u.count)
+            if let base = u.baseAddress { p.update(from: base, count: u.count) }
+            return ProtobufCBinaryData(len: u.count, data: p)
         }
     }
 
     private func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
         let p = allocArray(UInt8.self, bytes.count)
-        bytes.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: bytes.count) }
+        bytes.withUnsafeBufferPointer { b in if let base = b.baseAddress { p.update(from: base, count: b.count) } }
         return ProtobufCBinaryData(len: bytes.count, data: p)
     }
 }

@@ -9,6 +9,9 @@ public struct RecordDecodingError: Error, Sendable, Hashable, CustomStringConver
             case invalidBatch = "invalid-batch"
             case invalidRecord = "invalid-record"
             case invalidUTF8 = "invalid-utf8"
+            case invalidString = "invalid-string"
+            case eventTimeOutOfRange = "event-time-out-of-range"
+            case counterOutOfRange = "counter-out-of-range"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -22,6 +25,12 @@ public struct RecordDecodingError: Error, Sendable, Hashable, CustomStringConver
         public static let invalidRecord = Code(.invalidRecord)
         /// A string field is not valid UTF-8.
         public static let invalidUTF8 = Code(.invalidUTF8)
+        /// A string field holds a NUL byte.
+        public static let invalidString = Code(.invalidString)
+        /// An event time outside the accepted window (`RecordLimits`).
+        public static let eventTimeOutOfRange = Code(.eventTimeOutOfRange)
+        /// A counter above its per-record ceiling (`RecordLimits`).
+        public static let counterOutOfRange = Code(.counterOutOfRange)
         public var description: String { base.rawValue }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 public import SpateElastic
 public import SpateModel
+public import SpateCodec
 
 /// Everything a spate-node runs with. Built once from a YAML file, `SPATE_*` environment
 /// variables and `-X` librdkafka properties, validated in `load`; immutable afterwards.
@@ -74,6 +75,16 @@ public struct NodeConfiguration: Sendable {
         /// A flush unacknowledged for this long means the store is down or overloaded: the
         /// worker pauses its partitions until it is acknowledged.
         public var storeStallTimeout: Duration
+        /// A record's event time may be at most this far before its Kafka message's timestamp…
+        public var maxEventAge: Duration
+        /// …and at most this far after it; outside, the message is dead-lettered.
+        public var maxEventLead: Duration
+
+        /// The record rules these settings make.
+        public var recordLimits: RecordLimits {
+            RecordLimits(
+                maxEventAgeMs: UInt64(clamping: maxEventAge.wholeMilliseconds), maxEventLeadMs: UInt64(clamping: maxEventLead.wholeMilliseconds))
+        }
     }
 
     public var node: Node
@@ -104,7 +115,7 @@ extension NodeConfiguration {
         ],
         "ingest": [
             "allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes",
-            "max_memory", "store_stall_timeout",
+            "max_memory", "store_stall_timeout", "max_event_age", "max_event_lead",
         ],
     ]
 
@@ -257,7 +268,9 @@ extension NodeConfiguration {
             statsInterval: try duration("ingest.stats_interval", .seconds(10), min: .milliseconds(100)),
             fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000),
             maxMemory: maxMemory,
-            storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)))
+            storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)),
+            maxEventAge: try duration("ingest.max_event_age", .seconds(90 * 86_400), min: .seconds(1)),
+            maxEventLead: try duration("ingest.max_event_lead", .seconds(3600), min: .seconds(1)))
         if ingest.maxPendingBytes > ingest.maxMemory / 2 {
             throw ConfigurationError("ingest.max_pending_bytes", "must be at most half of ingest.max_memory (\(ingest.maxMemory))")
         }
@@ -368,6 +381,7 @@ extension NodeConfiguration {
             "ingest.shutdown_grace = \(d(ingest.shutdownGrace))", "ingest.stats_interval = \(d(ingest.statsInterval))",
             "ingest.fetch_queue_bytes = \(ingest.fetchQueueBytes)", "ingest.max_memory = \(ingest.maxMemory)",
             "ingest.store_stall_timeout = \(d(ingest.storeStallTimeout))",
+            "ingest.max_event_age = \(d(ingest.maxEventAge))", "ingest.max_event_lead = \(d(ingest.maxEventLead))",
         ]
         lines += [
             "query.listen = \(query.listen)", "query.advertise = \(query.advertise)", "query.token = \(query.token == nil ? "(none)" : "***")",

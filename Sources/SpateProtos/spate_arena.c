@@ -13,6 +13,7 @@ struct SpateArena {
     Chunk *head;            /* current chunk, newest first */
     size_t used_total;      /* bytes handed out since reset */
     size_t peak;            /* the largest used_total seen */
+    size_t initial;         /* the first chunk's size, restored by trim */
     ProtobufCAllocator allocator;
 };
 
@@ -31,7 +32,8 @@ static void arena_pb_free(void *data, void *ptr) { (void)data; (void)ptr; }
 SpateArena *spate_arena_create(size_t initial_bytes) {
     SpateArena *a = calloc(1, sizeof(SpateArena));
     if (a == NULL) return NULL;
-    a->head = chunk_new(initial_bytes < 4096 ? 4096 : initial_bytes);
+    a->initial = initial_bytes < 4096 ? 4096 : initial_bytes;
+    a->head = chunk_new(a->initial);
     if (a->head == NULL) { free(a); return NULL; }
     a->allocator.alloc = arena_pb_alloc;
     a->allocator.free = arena_pb_free;
@@ -56,6 +58,19 @@ void spate_arena_reset(SpateArena *a) {
         if (a->head == NULL) a->head = chunk_new(4096);
     }
     if (a->head != NULL) a->head->used = 0;
+    a->used_total = 0;
+}
+
+void spate_arena_trim(SpateArena *a, size_t max_bytes) {
+    if (spate_arena_capacity(a) <= max_bytes && a->peak <= max_bytes) {
+        spate_arena_reset(a);
+        return;
+    }
+    /* A rare huge batch: give its memory back and start again from the first chunk's size. */
+    Chunk *c = a->head;
+    while (c != NULL) { Chunk *n = c->next; free(c); c = n; }
+    a->head = chunk_new(a->initial);
+    a->peak = 0;
     a->used_total = 0;
 }
 

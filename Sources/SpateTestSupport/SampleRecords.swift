@@ -1,8 +1,15 @@
 public import SpateModel
 
 /// Deterministic, varied records for codec and transport tests: IPv4 and IPv6, empty and
-/// non-ASCII strings, zero and maximal integers.
+/// non-ASCII strings, zero and maximal integers — maximal within the ingest boundary rules
+/// (`RecordLimits`: 2^46 bytes, 2^40 packets, 2^24 flows per record), so every sample is a
+/// valid record.
 public enum SampleRecords {
+    /// The per-record ceilings of the ingest boundary (`RecordLimits` in SpateCodec).
+    public static let maxBytes: UInt64 = 1 << 46
+    public static let maxPackets: UInt64 = 1 << 40
+    public static let maxFlows: UInt32 = 1 << 24
+
     public static func make(count: Int, seed: UInt64 = 1, probeID: UInt32 = 7) -> [FlowRecord] {
         var rng = SplitMix64(seed: seed)
         let apps = ["youtube", "netflix", "dns", "whatsapp", "zoom", "ssh", "unknown", "tiktok-live", "bänk-app", "微信"]
@@ -12,7 +19,7 @@ public enum SampleRecords {
             let start = 1_700_000_000_000 + UInt64(i) * 37
             return FlowRecord(
                 startTimeMs: start,
-                endTimeMs: extreme ? UInt64.max : start + rng.next() % 60_000,
+                endTimeMs: extreme ? start + 3_600_000 : start + rng.next() % 60_000,
                 probeID: extreme ? UInt32.max : probeID,
                 interfaceIndex: UInt32(truncatingIfNeeded: rng.next() % 8),
                 clientIP: v6 ? .v6(0x2001_0db8_0000_0000 | rng.next() % 0xffff, rng.next()) : .v4(UInt32(truncatingIfNeeded: rng.next())),
@@ -26,11 +33,11 @@ public enum SampleRecords {
                 subscriberID: "sub-\(rng.next() % 1000)",
                 deviceType: i % 7 == 0 ? "" : "android",
                 country: i % 11 == 0 ? "" : "FR",
-                bytesUp: extreme ? UInt64.max : rng.next() % 1_000_000,
-                bytesDown: extreme ? UInt64.max - 1 : rng.next() % 10_000_000,
-                packetsUp: extreme ? UInt64.max : rng.next() % 1000,
+                bytesUp: extreme ? Self.maxBytes : rng.next() % 1_000_000,
+                bytesDown: extreme ? Self.maxBytes - 1 : rng.next() % 10_000_000,
+                packetsUp: extreme ? Self.maxPackets : rng.next() % 1000,
                 packetsDown: rng.next() % 10_000,
-                flows: extreme ? UInt32.max : UInt32(i % 3),
+                flows: extreme ? Self.maxFlows : UInt32(i % 3),
                 rttMicros: extreme ? UInt32.max : UInt32(truncatingIfNeeded: rng.next() % 200_000),
                 retransmissions: extreme ? UInt32.max : UInt32(truncatingIfNeeded: rng.next() % 5))
         }

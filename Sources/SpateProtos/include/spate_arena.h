@@ -14,6 +14,9 @@ SpateArena *spate_arena_create(size_t initial_bytes);
 void spate_arena_destroy(SpateArena *arena);
 /// Forgets every allocation. Keeps one chunk large enough for the peak seen so far.
 void spate_arena_reset(SpateArena *arena);
+/// Like reset, but when the arena holds more than `max_bytes` (or its peak was above it) every
+/// chunk is freed and one of the initial size kept: a huge message does not pin its memory.
+void spate_arena_trim(SpateArena *arena, size_t max_bytes);
 /// 16-byte aligned memory valid until the next reset; NULL when out of memory.
 void *spate_arena_alloc(SpateArena *arena, size_t size);
 /// Copies `len` bytes into the arena and appends a NUL (for C strings).

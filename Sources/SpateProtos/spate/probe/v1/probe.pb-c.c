@@ -256,7 +256,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "application",
     10,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, application),
     NULL,
@@ -268,7 +268,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "application_category",
     11,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, application_category),
     NULL,
@@ -280,7 +280,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "host",
     12,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, host),
     NULL,
@@ -292,7 +292,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "subscriber_id",
     13,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, subscriber_id),
     NULL,
@@ -304,7 +304,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "device_type",
     14,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, device_type),
     NULL,
@@ -316,7 +316,7 @@ static const ProtobufCFieldDescriptor spate__probe__v1__flow_record__field_descr
     "country",
     15,
     PROTOBUF_C_LABEL_NONE,
-    PROTOBUF_C_TYPE_STRING,
+    PROTOBUF_C_TYPE_BYTES,
     0,   /* quantifier_offset */
     offsetof(Spate__Probe__V1__FlowRecord, country),
     NULL,

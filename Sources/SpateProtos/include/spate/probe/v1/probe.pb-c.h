@@ -56,21 +56,21 @@ struct  Spate__Probe__V1__FlowRecord
   /*
    * DPI classification.
    */
-  char *application;
-  char *application_category;
+  ProtobufCBinaryData application;
+  ProtobufCBinaryData application_category;
   /*
    * TLS SNI or HTTP Host; empty when unknown.
    */
-  char *host;
+  ProtobufCBinaryData host;
   /*
    * Who generated the traffic.
    */
-  char *subscriber_id;
-  char *device_type;
+  ProtobufCBinaryData subscriber_id;
+  ProtobufCBinaryData device_type;
   /*
    * ISO 3166-1 alpha-2 of the server address; empty when unknown.
    */
-  char *country;
+  ProtobufCBinaryData country;
   /*
    * Volumes in this record's interval. "up" is client to server.
    */
@@ -91,7 +91,7 @@ struct  Spate__Probe__V1__FlowRecord
 };
 #define SPATE__PROBE__V1__FLOW_RECORD__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spate__probe__v1__flow_record__descriptor) \
-    , 0, 0, 0, 0, {0,NULL}, {0,NULL}, 0, 0, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0 }
+    , 0, 0, 0, 0, {0,NULL}, {0,NULL}, 0, 0, 0, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, {0,NULL}, 0, 0, 0, 0, 0, 0, 0 }
 
 
 /*
