@@ -61,18 +61,28 @@ public final class PartitionRollup {
     public private(set) var nextOffset: Int64
     public private(set) var maxEventTs: UInt64
     let horizon: ResumeState
-    let interner: StringInterner
+    /// This partition's dimension strings. Compacted when it holds far more strings than the
+    /// open buckets use, and freed with the partition: memory follows the open state.
+    private(set) var interner: StringInterner
+    /// Compact the interner once it holds this many strings.
+    private var compactAt: Int
+    /// Strings below which the interner is never compacted.
+    public static let minimumCompaction = 1 << 16
     var rollups: [ViewRollup]
     /// Scratch: string ids of the current message, `stringFields.count` per record.
     private var scratchIDs: [UInt32] = []
     private let stringFields: [Dimension]
     private let needsSubscriber: Bool
 
-    public init(partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner, resume: ResumeState) {
+    public init(
+        partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner = StringInterner(),
+        resume: ResumeState
+    ) {
         self.partition = partition
         self.views = views
         self.latenessMs = latenessMs
         self.interner = interner
+        compactAt = max(Self.minimumCompaction, interner.count * 2)
         nextOffset = resume.offset
         maxEventTs = resume.maxEventTs
         horizon = resume
@@ -157,8 +167,35 @@ public final class PartitionRollup {
         // Close what the watermark passed.
         let closeBefore = watermark
         for v in rollups { v.close(before: closeBefore) }
+        if interner.count >= compactAt { compactInterner() }
         return outcome
     }
+
+    /// Rebuilds the interner with only the strings the open and closing buckets use, and
+    /// renumbers their keys. Amortized: the next compaction waits until the interner doubles.
+    public func compactInterner() {
+        let old = interner
+        let fresh = StringInterner(capacity: 1024)
+        var map = [UInt32](repeating: 0, count: old.count)
+        var mapped = [Bool](repeating: false, count: old.count)
+        for v in rollups {
+            v.forEachStringID { id in
+                let i = Int(id)
+                guard i < map.count, !mapped[i] else { return }
+                mapped[i] = true
+                map[i] = old.withUTF8(id) { fresh.intern($0) } ?? 0
+            }
+        }
+        for v in rollups { v.remapStrings(map) }
+        interner = fresh
+        compactAt = max(Self.minimumCompaction, fresh.count * 2)
+    }
+
+    /// Strings the interner holds.
+    public var internedStrings: Int { interner.count }
+
+    /// Bytes the interner holds (strings, hashes, table).
+    public var internerBytes: Int { interner.memoryBytes }
 
     /// Whether closed buckets wait for their final flush.
     public var hasClosedBuckets: Bool { rollups.contains { !$0.closing.isEmpty } }

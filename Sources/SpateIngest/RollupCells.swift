@@ -1,5 +1,18 @@
 import SpateModel
 
+/// Cell sums never wrap: they stop at `max`, the largest value the store's `long` holds.
+/// With the per-record ceilings of `RecordLimits` (≤ 2^46 per record) a sum below `max`
+/// plus one record cannot overflow `UInt64`, so the saturation is one compare, no trap.
+enum CellSum {
+    static let max = UInt64(Int64.max)
+
+    @inline(__always)
+    static func add(_ a: UInt64, _ v: UInt64) -> UInt64 {
+        let (s, o) = a.addingReportingOverflow(v)
+        return o || s > max ? max : s
+    }
+}
+
 /// The summed metrics of one (view, bucket, dimensions) cell.
 struct RollupCell {
     var records: UInt64 = 0
@@ -46,7 +59,7 @@ final class BucketCells {
 
     init(start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition) {
         self.start = start
-        end = start + width
+        end = start > UInt64.max - width ? .max : start + width
         self.width = keyWidth
         self.firstOffset = firstOffset
         self.maxEventTsBeforeFirst = maxEventTsBeforeFirst
@@ -95,6 +108,23 @@ final class BucketCells {
         let size = slots.count * 2
         slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
+        for i in 0..<cells.count {
+            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
+        }
+    }
+
+    /// Rewrites every key in place with `transform` (which returns the key's new hash) and
+    /// rebuilds the table: used when the interner is compacted and string ids change.
+    func rekey(_ transform: (inout [UInt64]) -> UInt64) {
+        var key = [UInt64](repeating: 0, count: width)
+        for i in 0..<cells.count {
+            for w in 0..<width { key[w] = keys[i * width + w] }
+            hashes[i] = transform(&key)
+            for w in 0..<width { keys[i * width + w] = key[w] }
+        }
+        slots = [UInt64](repeating: 0, count: slots.count)
         for i in 0..<cells.count {
             var slot = Int(truncatingIfNeeded: hashes[i]) & mask
             while slots[slot] != 0 { slot = (slot + 1) & mask }

@@ -26,6 +26,9 @@ public final class StringInterner {
     /// Bytes of string data held.
     public var storageBytes: Int { storage.count }
 
+    /// Approximate bytes held: string data, per-string offsets, lengths and hashes, the table.
+    public var memoryBytes: Int { storage.capacity + offsets.count * 24 + slots.count * 4 }
+
     /// The id of `bytes`, adding it when new; nil when the bytes are not valid UTF-8.
     @inline(__always)
     public func intern(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32? {

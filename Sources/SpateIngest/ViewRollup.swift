@@ -69,17 +69,17 @@ final class ViewRollup {
             b.cells[i].dirty = true
             b.dirtyCells.append(Int32(i))
         }
-        b.cells[i].records &+= 1
-        b.cells[i].flows &+= UInt64(r.flows)
-        b.cells[i].bytesUp &+= r.bytesUp
-        b.cells[i].bytesDown &+= r.bytesDown
-        b.cells[i].packetsUp &+= r.packetsUp
-        b.cells[i].packetsDown &+= r.packetsDown
+        b.cells[i].records = CellSum.add(b.cells[i].records, 1)
+        b.cells[i].flows = CellSum.add(b.cells[i].flows, UInt64(r.flows))
+        b.cells[i].bytesUp = CellSum.add(b.cells[i].bytesUp, r.bytesUp)
+        b.cells[i].bytesDown = CellSum.add(b.cells[i].bytesDown, r.bytesDown)
+        b.cells[i].packetsUp = CellSum.add(b.cells[i].packetsUp, r.packetsUp)
+        b.cells[i].packetsDown = CellSum.add(b.cells[i].packetsDown, r.packetsDown)
         b.cells[i].lastOffset = offset
         let rtt = r.rttMicros
         if rtt > 0 {
-            b.cells[i].rttCount &+= 1
-            b.cells[i].rttSum &+= UInt64(rtt)
+            b.cells[i].rttCount = CellSum.add(b.cells[i].rttCount, 1)
+            b.cells[i].rttSum = CellSum.add(b.cells[i].rttSum, UInt64(rtt))
             if rtt < b.cells[i].rttMin { b.cells[i].rttMin = rtt }
             if rtt > b.cells[i].rttMax { b.cells[i].rttMax = rtt }
             if b.trackRTT { b.rttSketches[i].add(Double(rtt)) }
@@ -108,6 +108,34 @@ final class ViewRollup {
         }
         let hi = (v & 0xffff_ffff_ffff) << 16
         return IPAddress.v6(hi, 0).description + "/48"
+    }
+
+    /// Rewrites the string ids in every cell key through `map` (after the interner was
+    /// compacted) and rebuilds the bucket tables, whose hashes include the ids.
+    func remapStrings(_ map: [UInt32]) {
+        let positions = stringSlots.enumerated().compactMap { $0.element >= 0 ? $0.offset : nil }
+        guard !positions.isEmpty else { return }
+        for b in buckets + closing {
+            b.rekey { key in
+                for k in positions { key[k] = UInt64(map[Int(key[k])]) }
+                var h = b.start
+                for k in 0..<key.count { h = StableHash.combine(h, key[k]) }
+                return h
+            }
+        }
+        last = nil
+    }
+
+    /// Every string id used by a cell key, passed to `body`.
+    func forEachStringID(_ body: (UInt32) -> Void) {
+        let positions = stringSlots.enumerated().compactMap { $0.element >= 0 ? $0.offset : nil }
+        guard !positions.isEmpty else { return }
+        for b in buckets + closing {
+            for i in 0..<b.count {
+                let key = b.key(i)
+                for k in positions { body(UInt32(truncatingIfNeeded: key[key.startIndex + k])) }
+            }
+        }
     }
 
     /// Moves buckets ending at or before `watermark` to `closing`.
@@ -161,19 +189,19 @@ final class ViewRollup {
         var rtt: QuantileSketch? = b.trackRTT ? QuantileSketch() : nil
         for i in rest {
             let c = b.cells[i]
-            other.records &+= c.records
-            other.flows &+= c.flows
-            other.bytesUp &+= c.bytesUp
-            other.bytesDown &+= c.bytesDown
-            other.packetsUp &+= c.packetsUp
-            other.packetsDown &+= c.packetsDown
-            other.rttCount &+= c.rttCount
-            other.rttSum &+= c.rttSum
+            other.records = CellSum.add(other.records, c.records)
+            other.flows = CellSum.add(other.flows, c.flows)
+            other.bytesUp = CellSum.add(other.bytesUp, c.bytesUp)
+            other.bytesDown = CellSum.add(other.bytesDown, c.bytesDown)
+            other.packetsUp = CellSum.add(other.packetsUp, c.packetsUp)
+            other.packetsDown = CellSum.add(other.packetsDown, c.packetsDown)
+            other.rttCount = CellSum.add(other.rttCount, c.rttCount)
+            other.rttSum = CellSum.add(other.rttSum, c.rttSum)
             other.rttMin = min(other.rttMin, c.rttMin)
             other.rttMax = max(other.rttMax, c.rttMax)
             other.lastOffset = max(other.lastOffset, c.lastOffset)
-            if b.trackSubscribers { hll!.merge(b.subscriberSketches[i]) }
-            if b.trackRTT { rtt!.merge(b.rttSketches[i]) }
+            if b.trackSubscribers { hll?.merge(b.subscriberSketches[i]) }
+            if b.trackRTT { rtt?.merge(b.rttSketches[i]) }
         }
         sink.add(document(b, other, Array(repeating: ViewDefinition.otherValue, count: width), partition: partition, hll: hll, rtt: rtt))
     }

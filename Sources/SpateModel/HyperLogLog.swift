@@ -179,7 +179,8 @@ public struct HyperLogLog: Sendable, Hashable {
         return out
     }
 
-    /// Parses `serialized()` output; nil when malformed.
+    /// Parses `serialized()` output; nil when malformed. Validates every entry and register
+    /// (bytes come from the store: hostile until checked), so no later merge or estimate traps.
     public init?(serialized bytes: [UInt8]) {
         guard bytes.count >= 2, (4...16).contains(Int(bytes[1])) else { return nil }
         precision = Int(bytes[1])
@@ -189,12 +190,17 @@ public struct HyperLogLog: Sendable, Hashable {
             guard let count = reader.next(), count <= 1 << 25 else { return nil }
             var s = SparseEntries()
             var previous: UInt64 = 0
+            let maxRho = UInt64(64 - Self.sparsePrecision + 1)
             for _ in 0..<count {
                 guard let d = reader.next() else { return nil }
-                previous += d
-                guard previous <= UInt64(UInt32.max) else { return nil }
-                let e = UInt32(previous)
-                _ = s.update(index: e >> 6, rho: UInt8(e & 0x3f))
+                let (next, overflow) = previous.addingReportingOverflow(d)
+                guard !overflow else { return nil }
+                previous = next
+                // index < 2^25, rho in 1...40: anything else was not written by `serialized()`.
+                let index = previous >> 6
+                let rho = previous & 0x3f
+                guard index < 1 << UInt64(Self.sparsePrecision), rho >= 1, rho <= maxRho else { return nil }
+                _ = s.update(index: UInt32(index), rho: UInt8(rho))
             }
             entries = s
             registers = []
@@ -211,7 +217,9 @@ public struct HyperLogLog: Sendable, Hashable {
                     pos += 1
                     bits += 8
                 }
-                regs[i] = UInt8(acc & 0x3f)
+                let r = UInt8(acc & 0x3f)
+                guard Int(r) <= 64 - precision + 1 else { return nil }
+                regs[i] = r
                 acc >>= 6
                 bits -= 6
             }

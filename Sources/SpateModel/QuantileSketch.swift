@@ -54,8 +54,8 @@ public struct QuantileSketch: Sendable, Hashable {
 
     public mutating func merge(_ other: QuantileSketch) {
         precondition(other.relativeAccuracy == relativeAccuracy, "merging sketches of different accuracy")
-        zeroCount += other.zeroCount
-        count += other.count
+        zeroCount = Self.saturating(zeroCount, other.zeroCount)
+        count = Self.saturating(count, other.count)
         guard !other.counts.isEmpty else { return }
         if counts.isEmpty {
             counts = other.counts
@@ -69,18 +69,29 @@ public struct QuantileSketch: Sendable, Hashable {
             offset = low
         }
         if high > offset + counts.count { counts.append(contentsOf: repeatElement(0, count: high - offset - counts.count)) }
-        for (k, c) in other.counts.enumerated() where c > 0 { counts[other.offset + k - offset] += c }
+        for (k, c) in other.counts.enumerated() where c > 0 {
+            counts[other.offset + k - offset] = Self.saturating(counts[other.offset + k - offset], c)
+        }
+    }
+
+    /// `a + b`, or `UInt64.max`: merged counts of sketches read from the store never trap.
+    @inline(__always)
+    static func saturating(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (s, o) = a.addingReportingOverflow(b)
+        return o ? .max : s
     }
 
     /// The value at quantile `q` ∈ [0, 1] (lower rank: the item at rank ⌊q·(n−1)⌋ of the
     /// sorted values); nil when empty.
     public func quantile(_ q: Double) -> Double? {
         guard count > 0 else { return nil }
-        let rank = UInt64((min(max(q, 0), 1) * Double(count - 1)).rounded(.down))
+        // Double(count − 1) rounds up to 2^64 for counts near UInt64.max: clamp before converting.
+        let position = (min(max(q.isNaN ? 0 : q, 0), 1) * Double(count - 1)).rounded(.down)
+        let rank = position >= 18_446_744_073_709_551_616 ? UInt64.max : UInt64(position)  // 2^64
         if rank < zeroCount { return 0 }
         var seen = zeroCount
         for (k, c) in counts.enumerated() {
-            seen += c
+            seen = Self.saturating(seen, c)
             if seen > rank {
                 let i = Double(offset + k)
                 return 2 * pow(gamma, i) / (gamma + 1)
@@ -106,7 +117,8 @@ public struct QuantileSketch: Sendable, Hashable {
         return out
     }
 
-    /// Parses `serialized()` output; nil when malformed.
+    /// Parses `serialized()` output; nil when malformed (a bad header, an index offset beyond
+    /// ±2^20, counts whose total does not fit 64 bits): bytes from the store are checked here.
     public init?(serialized bytes: [UInt8]) {
         guard bytes.count >= 3, bytes[0] == 1 else { return nil }
         let a = Double(UInt16(bytes[1]) << 8 | UInt16(bytes[2])) / 10_000
@@ -115,15 +127,16 @@ public struct QuantileSketch: Sendable, Hashable {
         var r = Varint.Reader(bytes: bytes, position: 3)
         guard let zero = r.next(), let zz = r.next(), let n = r.next(), n <= 100_000 else { return nil }
         let off = Int64(bitPattern: zz >> 1) ^ -Int64(bitPattern: zz & 1)
-        guard abs(off) < 1 << 20 else { return nil }
+        guard off > -(1 << 20), off < 1 << 20 else { return nil }
         zeroCount = zero
         offset = Int(off)
         var total = zero
-        counts.reserveCapacity(Int(n))
         for _ in 0..<n {
             guard let c = r.next() else { return nil }
+            let (sum, overflow) = total.addingReportingOverflow(c)
+            guard !overflow else { return nil }
             counts.append(c)
-            total &+= c
+            total = sum
         }
         count = total
     }

@@ -1,0 +1,46 @@
+public import SpateJSON
+
+/// The checkpoint document of one partition in `<prefix>-checkpoints`: its shape when written,
+/// and a reader that validates what the store returns (a store answer is hostile until
+/// checked: a negative offset or an event time beyond any record's is an error, not a trap).
+public enum CheckpointDocument {
+    /// Errors reading a stored checkpoint.
+    public struct DecodingError: Error, Sendable, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
+    }
+
+    /// The `_source` of a checkpoint.
+    public static func source(
+        group: String, topic: String, partition: Int32, resume: ResumeState, node: String, writtenAtMs: UInt64
+    ) -> JSONValue {
+        [
+            "group": .string(group), "topic": .string(topic), "partition": .number(partition),
+            "resume_offset": .integer(resume.offset), "resume_max_event_ts": .integer(Int64(clamping: resume.maxEventTs)),
+            "horizon_offset": .integer(resume.horizonOffset),
+            "horizon_max_event_ts": .integer(Int64(clamping: resume.horizonMaxEventTs)), "node": .string(node),
+            "written_at": .integer(Int64(clamping: writtenAtMs)),
+        ]
+    }
+
+    /// The resume state a stored `_source` holds.
+    /// - Throws: `DecodingError` when a field is missing, negative, or out of order
+    ///   (resume after horizon).
+    public static func resume(from source: JSONValue) throws -> ResumeState {
+        func field(_ name: String) throws -> Int64 {
+            guard let v = source[name]?.int64Value else {
+                throw DecodingError(message: "checkpoint field \(name) is missing or not an integer")
+            }
+            guard v >= 0 else { throw DecodingError(message: "checkpoint field \(name) is negative (\(v))") }
+            return v
+        }
+        let offset = try field("resume_offset")
+        let maxTs = try field("resume_max_event_ts")
+        let horizon = try field("horizon_offset")
+        let horizonTs = try field("horizon_max_event_ts")
+        guard offset <= horizon, maxTs <= horizonTs else {
+            throw DecodingError(message: "checkpoint resume point (\(offset), \(maxTs)) lies after its horizon (\(horizon), \(horizonTs))")
+        }
+        return ResumeState(offset: offset, maxEventTs: UInt64(maxTs), horizonOffset: horizon, horizonMaxEventTs: UInt64(horizonTs))
+    }
+}
