@@ -126,16 +126,28 @@ public struct BulkDocumentSink: RollupDocumentSink {
             key(dim.rawValue)
             JSONWriter.appendString(d.dimensionValues[k], to: &out)
         }
-        number("records", d.records)
-        number("flows", d.flows)
-        number("bytes", d.bytesUp &+ d.bytesDown)
-        number("bytes_up", d.bytesUp)
-        number("bytes_down", d.bytesDown)
-        number("packets", d.packetsUp &+ d.packetsDown)
-        number("packets_up", d.packetsUp)
-        number("packets_down", d.packetsDown)
-        number("rtt_count", d.rttCount)
-        number("rtt_sum_us", d.rttSum)
+        func counter(_ k: String, _ v: UInt64) {
+            number(k, v)
+            if DocumentFields.split.contains(k) {
+                let (hi, lo) = DocumentFields.parts(v)
+                number(DocumentFields.hi(k), hi)
+                number(DocumentFields.lo(k), lo)
+            }
+        }
+        // Cell sums stop at Int64.max (the store's long), so up + down never wraps UInt64 and
+        // the derived totals are clamped the same way.
+        let bytes = min(d.bytesUp &+ d.bytesDown, UInt64(Int64.max))
+        let packets = min(d.packetsUp &+ d.packetsDown, UInt64(Int64.max))
+        counter("records", d.records)
+        counter("flows", d.flows)
+        counter("bytes", bytes)
+        counter("bytes_up", d.bytesUp)
+        counter("bytes_down", d.bytesDown)
+        counter("packets", packets)
+        counter("packets_up", d.packetsUp)
+        counter("packets_down", d.packetsDown)
+        counter("rtt_count", d.rttCount)
+        counter("rtt_sum_us", d.rttSum)
         if d.rttCount > 0 {
             number("rtt_min_us", d.rttMin)
             number("rtt_max_us", d.rttMax)

@@ -6,7 +6,7 @@ public import SpateModel
 /// applies to indices created afterwards (the next daily index).
 public enum IndexTemplates {
     /// Bump when a template's body changes.
-    public static let version: Int64 = 1
+    public static let version: Int64 = 2
 
     public static func viewTemplate(_ view: ViewDefinition, naming: IndexNaming, shards: Int, replicas: Int) -> JSONValue {
         var properties = JSONObject()
@@ -14,8 +14,13 @@ public enum IndexTemplates {
         for d in view.dimensions { properties[d.rawValue] = ["type": "keyword"] }
         // bytes and packets (up + down) are stored too: aggregations rank and plot by them, and
         // scripted sums are neither portable (osmem-server has none) nor cheap.
-        for m in ["records", "flows", "bytes", "bytes_up", "bytes_down", "packets", "packets_up", "packets_down", "rtt_count", "rtt_sum_us", "rtt_min_us", "rtt_max_us"] {
+        for m in DocumentFields.counters + ["rtt_min_us", "rtt_max_us"] {
             properties[m] = ["type": "long"]
+        }
+        // Exact sums (DocumentFields).
+        for m in DocumentFields.split.sorted() {
+            properties[DocumentFields.hi(m)] = ["type": "long"]
+            properties[DocumentFields.lo(m)] = ["type": "long"]
         }
         // Sketches are stored in _source only: never searched, merged in the node.
         if view.sketches.contains(.subscribers) { properties["subscribers_hll"] = ["type": "binary"] }

@@ -98,13 +98,20 @@ public struct MetricTotals: Sendable, Hashable, Codable {
         switch m {
         case .records: return records
         case .flows: return flows
-        case .bytes: return bytesUp &+ bytesDown
+        case .bytes: return Self.clampedSum(bytesUp, bytesDown)
         case .bytesUp: return bytesUp
         case .bytesDown: return bytesDown
-        case .packets: return packetsUp &+ packetsDown
+        case .packets: return Self.clampedSum(packetsUp, packetsDown)
         case .packetsUp: return packetsUp
         case .packetsDown: return packetsDown
         }
+    }
+
+    /// `a + b`, or `UInt64.max` when that does not fit (the node refuses such sums before they
+    /// reach a `MetricTotals`; this keeps a hostile answer from trapping a client).
+    static func clampedSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let (s, o) = a.addingReportingOverflow(b)
+        return o ? .max : s
     }
 
     enum CodingKeys: String, CodingKey {

@@ -53,39 +53,18 @@ public struct QueryExecutor: Sendable {
 
     static let totalFields = ["records", "flows", "bytes_up", "bytes_down", "packets_up", "packets_down", "rtt_count", "rtt_sum_us"]
 
-    static func sums(_ fields: [String]) -> JSONObject {
-        var o = JSONObject()
-        for f in fields { o[f] = ["sum": ["field": .string(f)]] }
-        return o
-    }
-
-    static func totals(from aggs: [String: Aggregation]) -> MetricTotals {
-        func v(_ k: String) -> UInt64 {
-            guard case .value(let d)? = aggs[k], let d, d > 0 else { return 0 }
-            return UInt64(d.rounded())
-        }
-        var t = MetricTotals()
-        t.records = v("records")
-        t.flows = v("flows")
-        t.bytesUp = v("bytes_up")
-        t.bytesDown = v("bytes_down")
-        t.packetsUp = v("packets_up")
-        t.packetsDown = v("packets_down")
-        t.rttCount = v("rtt_count")
-        t.rttSumMicros = v("rtt_sum_us")
-        return t
-    }
-
     /// Answers `plan`; `nowMs` stamps the result.
     public func execute(_ plan: QueryPlan, nowMs: UInt64) async throws -> QueryResult {
         var result = QueryResult(view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, computedAtMs: nowMs)
         let index = indices(plan)
         switch plan.kind {
         case .totals:
-            let r = try await search(index, ["size": 0, "query": filter(plan), "aggs": .object(Self.sums(Self.totalFields))])
-            result.totals = Self.totals(from: r.aggregations)
+            let r = try await search(index, ["size": 0, "query": filter(plan), "aggs": .object(ExactSums.aggregations(Self.totalFields))])
+            result.totals = try ExactSums.totals(from: r.aggregations)
         case .top(let d, let metric, let limit):
-            var aggs = Self.sums(Self.totalFields)
+            // Ranked by the plain sum of the metric's stored field (an order, exact far beyond
+            // any tie that matters); every reported number is an exact sum.
+            var aggs = ExactSums.aggregations(Self.totalFields)
             aggs["m"] = ["sum": ["field": .string(metric.rawValue)]]
             let body: JSONValue = [
                 "size": 0, "query": filter(plan, excludeOtherOf: d),
@@ -97,10 +76,10 @@ public struct QueryExecutor: Sendable {
                 ],
             ]
             let r = try await search(index, body)
-            result.top = (r.aggregations["t"]?.buckets ?? []).map { b in
+            result.top = try (r.aggregations["t"]?.buckets ?? []).map { b in
                 TopRow(
-                    value: b.key.stringValue ?? b.key.int64Value.map(String.init) ?? "", metric: UInt64(max(0, (b.value("m") ?? 0).rounded())),
-                    totals: Self.totals(from: b.aggregations))
+                    value: b.key.stringValue ?? b.key.int64Value.map(String.init) ?? "",
+                    metric: try ExactSums.metric(metric, in: b.aggregations), totals: try ExactSums.totals(from: b.aggregations))
             }
         case .series(let metric, _, let split, let splitLimit):
             let histogram: JSONValue = [
@@ -108,12 +87,12 @@ public struct QueryExecutor: Sendable {
                     "field": "ts", "fixed_interval": .string("\(plan.stepMs)ms"), "min_doc_count": 0,
                     "extended_bounds": ["min": .number(plan.startMs), "max": .number(plan.endMs - plan.stepMs)],
                 ],
-                "aggs": ["v": ["sum": ["field": .string(metric.rawValue)]]],
+                "aggs": .object(ExactSums.aggregations(metric.fields, prefix: "v_")),
             ]
-            func points(_ agg: Aggregation?) -> [TimeSeries.Point] {
-                (agg?.buckets ?? []).compactMap { b in
+            func points(_ agg: Aggregation?) throws -> [TimeSeries.Point] {
+                try (agg?.buckets ?? []).compactMap { b in
                     guard let ts = b.key.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs else { return nil }
-                    return TimeSeries.Point(tsMs: UInt64(ts), value: UInt64(max(0, (b.value("v") ?? 0).rounded())))
+                    return TimeSeries.Point(tsMs: UInt64(ts), value: try ExactSums.metric(metric, in: b.aggregations, prefix: "v_"))
                 }
             }
             if let split {
@@ -127,12 +106,12 @@ public struct QueryExecutor: Sendable {
                     ],
                 ]
                 let r = try await search(index, body)
-                result.series = (r.aggregations["s"]?.buckets ?? []).map { b in
-                    TimeSeries(label: b.key.stringValue ?? "", points: points(b.aggregations["h"]))
+                result.series = try (r.aggregations["s"]?.buckets ?? []).map { b in
+                    TimeSeries(label: b.key.stringValue ?? "", points: try points(b.aggregations["h"]))
                 }
             } else {
                 let r = try await search(index, ["size": 0, "query": filter(plan), "aggs": ["h": histogram]])
-                result.series = [TimeSeries(label: "", points: points(r.aggregations["h"]))]
+                result.series = [TimeSeries(label: "", points: try points(r.aggregations["h"]))]
             }
         case .distinctSubscribers:
             var merged: HyperLogLog?
@@ -140,8 +119,8 @@ public struct QueryExecutor: Sendable {
                 guard let h = HyperLogLog(serialized: bytes) else { return }
                 if merged == nil {
                     merged = h
-                } else if merged!.precision == h.precision {
-                    merged!.merge(h)
+                } else if merged?.precision == h.precision {
+                    merged?.merge(h)
                 }
             }
             result.distinct = merged?.estimate ?? 0
@@ -151,8 +130,8 @@ public struct QueryExecutor: Sendable {
                 guard let s = QuantileSketch(serialized: bytes) else { return }
                 if merged == nil {
                     merged = s
-                } else if merged!.relativeAccuracy == s.relativeAccuracy {
-                    merged!.merge(s)
+                } else if merged?.relativeAccuracy == s.relativeAccuracy {
+                    merged?.merge(s)
                 }
             }
             result.quantiles = qs.map { ($0, merged?.quantile($0) ?? 0) }
