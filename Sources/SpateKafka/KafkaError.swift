@@ -47,6 +47,10 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         self.rdkafkaCode = rdkafkaCode
     }
 
+    /// The broker (or librdkafka's own `message.max.bytes` check) refused the message as too
+    /// large: resending it whole cannot succeed.
+    public var isMessageTooLarge: Bool { rdkafkaCode == 10 }
+
     public var description: String {
         "kafka \(code): \(message)" + (isRetriable ? " (retriable)" : "")
     }

@@ -91,6 +91,14 @@ final class BulkWriter: Sendable {
     private let metrics: NodeMetrics?
     /// Consecutive failed attempts across the node: > 0 means the store is failing now.
     let failingSince = Mutex<ContinuousClock.Instant?>(nil)
+    /// The store refusing writes (not a transient failure), until a bulk succeeds.
+    private let refusal = Mutex<StoreRefusal?>(nil)
+
+    struct StoreRefusal: Sendable {
+        var since: Date
+        var message: String
+        var lastLogged: ContinuousClock.Instant
+    }
 
     init(
         client: ElasticClient, configuration: NodeConfiguration, counters: NodeCounters, deadLetters: DeadLetterQueue, metrics: NodeMetrics?,
@@ -130,7 +138,12 @@ final class BulkWriter: Sendable {
             return all
         }
         guard ok else { return false }
-        await deadLetters.waitSettled(partition: ticket.partition, count: ticket.deadLetters)
+        // Every dead letter of the partition up to now — those before the snapshot and those
+        // of documents the store just rejected — must be delivered before the checkpoint.
+        let mark = max(ticket.deadLetters, deadLetters.sentCount(partition: ticket.partition))
+        guard await deadLetters.waitSettled(partition: ticket.partition, count: mark, stop: { [self] in stopping.load(ordering: .acquiring) }) else {
+            return false
+        }
         return await writeCheckpoint(ticket)
     }
 
@@ -155,7 +168,8 @@ final class BulkWriter: Sendable {
         return out
     }
 
-    /// Writes one bulk until every item is stored, conflicted or dead-lettered.
+    /// Writes one bulk until every item is stored, conflicted or dead-lettered for its own
+    /// content (`StoreErrorPolicy`); false only when the writer stops first.
     private func writeChunk(_ body: BulkBody, partition: Int32) async -> Bool {
         var pending = body
         var attempt = 0
@@ -170,39 +184,57 @@ final class BulkWriter: Sendable {
             counters.bulkRequests.add(1, ordering: .relaxed)
             switch result {
             case .failure(let error):
-                let retriable = (error as? ElasticError)?.isRetriable ?? true
-                if !retriable {
-                    // The whole request was refused (e.g. 400 for a malformed body): nothing
-                    // will change on retry; dead-letter every item.
-                    logger.error("bulk of \(pending.count) documents refused: \(error)")
-                    for i in 0..<pending.count { deadLetter(pending, i, partition: partition, reason: "store refused the bulk request: \(error)") }
-                    counters.documentsRejected.add(UInt64(pending.count), ordering: .relaxed)
+                switch StoreErrorPolicy.action(for: error, documents: pending.count) {
+                case .split:
+                    noteRefusal("a bulk of \(pending.count) documents is too large for the store (413): sending it in halves")
+                    let half = pending.count / 2
+                    guard await writeChunk(pending.subset(Array(0..<half)), partition: partition) else { return false }
+                    return await writeChunk(pending.subset(Array(half..<pending.count)), partition: partition)
+                case .deadLetter:
+                    // One document alone is larger than the store accepts: that is its content.
+                    counters.documentsRejected.add(1, ordering: .relaxed)
+                    deadLetter(pending, 0, partition: partition, reason: "document too large for the store: \(error)")
+                    storeRecovered()
+                    return true
+                case .retry(let refusal):
+                    if refusal {
+                        noteRefusal("the store refused a bulk of \(pending.count) documents: \(error)")
+                    } else {
+                        noteFailure("bulk of \(pending.count) documents failed: \(error)")
+                    }
+                case .stored:
                     return true
                 }
-                noteFailure("bulk of \(pending.count) documents failed: \(error)")
             case .success(let response):
                 var retry: [Int] = []
                 var written: UInt64 = 0
                 var conflicts: UInt64 = 0
+                var refusal: BulkItemResult?
                 for (i, item) in response.items.enumerated() {
-                    switch item.outcome {
-                    case .written: written += 1
-                    case .versionConflict: conflicts += 1
-                    case .retriable: retry.append(i)
-                    case .rejected:
+                    switch StoreErrorPolicy.action(for: item) {
+                    case .stored: if item.outcome == .written { written += 1 } else { conflicts += 1 }
+                    case .retry(let refused):
+                        retry.append(i)
+                        if refused { refusal = item }
+                    case .deadLetter, .split:
                         counters.documentsRejected.add(1, ordering: .relaxed)
                         let reason = "\(item.errorType ?? "rejected"): \(item.errorReason ?? "status \(item.status)")"
-                        logger.error("document \(item.id) in \(item.index) rejected: \(reason)")
+                        logger.error("document \(item.id) in \(item.index) rejected for its content: \(reason)")
                         deadLetter(pending, i, partition: partition, reason: reason)
                     }
                 }
                 counters.documentsWritten.add(written, ordering: .relaxed)
                 counters.documentsConflicted.add(conflicts, ordering: .relaxed)
                 if retry.isEmpty {
-                    failingSince.withLock { $0 = nil }
+                    storeRecovered()
                     return true
                 }
-                noteFailure("\(retry.count) of \(pending.count) bulk items must be retried (429/5xx)")
+                if let item = refusal {
+                    noteRefusal(
+                        "the store refused \(retry.count) of \(pending.count) documents (status \(item.status) \(item.errorType ?? ""): \(item.errorReason ?? "")); retrying, nothing is dead-lettered")
+                } else {
+                    noteFailure("\(retry.count) of \(pending.count) bulk items must be retried (429/5xx)")
+                }
                 pending = pending.subset(retry)
             }
             counters.bulkRetries.add(1, ordering: .relaxed)
@@ -220,6 +252,34 @@ final class BulkWriter: Sendable {
             return false
         }
         if first { logger.warning("\(message); retrying with backoff") } else { logger.debug("\(message)") }
+    }
+
+    /// A refusal (auth, write block, 413, unreadable answer): warned in the log (at most every
+    /// 30 s), counted, and shown by `spate status` until a bulk succeeds again.
+    private func noteRefusal(_ message: String) {
+        noteFailure(message)
+        counters.storeRefusals.add(1, ordering: .relaxed)
+        let now = ContinuousClock.now
+        let warn = refusal.withLock { r -> Bool in
+            let due = r.map { now - $0.lastLogged >= .seconds(30) } ?? true
+            r = StoreRefusal(since: r?.since ?? Date(), message: message, lastLogged: due ? now : (r?.lastLogged ?? now))
+            return due
+        }
+        if warn { logger.warning("store refusal: \(message); partitions pause until it accepts writes again") }
+    }
+
+    private func storeRecovered() {
+        failingSince.withLock { $0 = nil }
+        let was = refusal.withLock { r -> StoreRefusal? in
+            defer { r = nil }
+            return r
+        }
+        if let was { logger.notice("the store accepts writes again (refusals since \(was.since))") }
+    }
+
+    /// The current refusal, as a status warning; nil while the store accepts writes.
+    var refusalWarning: String? {
+        refusal.withLock { r in r.map { "store refusing writes since \($0.since): \($0.message)" } }
     }
 
     /// Full-jitter exponential backoff: uniform in [0, min(30 s, 100 ms × 2^attempt)].
@@ -241,13 +301,9 @@ final class BulkWriter: Sendable {
     private func writeCheckpoint(_ ticket: FlushTicket) async -> Bool {
         var body = BulkBody()
         let r = ticket.resume
-        let source: JSONValue = [
-            "group": .string(configuration.kafka.group), "topic": .string(configuration.kafka.topic),
-            "partition": .number(ticket.partition), "resume_offset": .integer(r.offset),
-            "resume_max_event_ts": .number(r.maxEventTs), "horizon_offset": .integer(r.horizonOffset),
-            "horizon_max_event_ts": .number(r.horizonMaxEventTs), "node": .string(configuration.node.id),
-            "written_at": .number(UInt64(Date().timeIntervalSince1970 * 1000)),
-        ]
+        let source = CheckpointDocument.source(
+            group: configuration.kafka.group, topic: configuration.kafka.topic, partition: ticket.partition, resume: r,
+            node: configuration.node.id, writtenAtMs: UInt64(max(0, Date().timeIntervalSince1970 * 1000)))
         body.index(
             index: naming.checkpointIndex, id: CheckpointStore.id(configuration, partition: ticket.partition),
             version: r.horizonOffset + 1, source: source)
@@ -255,18 +311,28 @@ final class BulkWriter: Sendable {
         while !stopping.load(ordering: .acquiring) {
             do {
                 let response = try await client.bulk(body)
-                switch response.items.first?.outcome {
-                case .written?, .versionConflict?:
+                switch response.items.first.map(StoreErrorPolicy.action(for:)) ?? .retry(refusal: true) {
+                case .stored:
                     counters.checkpoints.add(1, ordering: .relaxed)
+                    storeRecovered()
                     return true
-                case .rejected?:
+                case .retry(let refused):
+                    let item = response.items.first
+                    if refused {
+                        noteRefusal("checkpoint of partition \(ticket.partition) refused (status \(item?.status ?? 0) \(item?.errorType ?? ""): \(item?.errorReason ?? ""))")
+                    } else {
+                        noteFailure("checkpoint write must be retried")
+                    }
+                case .deadLetter, .split:
                     logger.critical("checkpoint for partition \(ticket.partition) rejected: \(response.items.first?.errorReason ?? "")")
                     return false
-                default:
-                    noteFailure("checkpoint write must be retried")
                 }
             } catch {
-                noteFailure("checkpoint write failed: \(error)")
+                if case .retry(true) = StoreErrorPolicy.action(for: error, documents: 1) {
+                    noteRefusal("checkpoint write refused: \(error)")
+                } else {
+                    noteFailure("checkpoint write failed: \(error)")
+                }
             }
             attempt += 1
             try? await Task.sleep(for: Self.backoff(attempt: attempt))
@@ -288,12 +354,10 @@ struct CheckpointStore: Sendable {
     func read(partition: Int32) async throws -> ResumeState? {
         let index = IndexNaming(prefix: configuration.elasticsearch.indexPrefix).checkpointIndex
         guard let doc = try await client.getDocument(index: index, id: Self.id(configuration, partition: partition)) else { return nil }
-        let s = doc.source
-        guard let offset = s["resume_offset"]?.int64Value, let maxTs = s["resume_max_event_ts"]?.int64Value,
-            let horizon = s["horizon_offset"]?.int64Value, let horizonTs = s["horizon_max_event_ts"]?.int64Value
-        else {
-            throw ElasticError(.decoding, "checkpoint of partition \(partition) is incomplete: \(JSONWriter.string(s))")
+        do {
+            return try CheckpointDocument.resume(from: doc.source)
+        } catch {
+            throw ElasticError(.decoding, "checkpoint of partition \(partition) is unusable: \(error) in \(JSONWriter.string(doc.source))")
         }
-        return ResumeState(offset: offset, maxEventTs: UInt64(maxTs), horizonOffset: horizon, horizonMaxEventTs: UInt64(horizonTs))
     }
 }

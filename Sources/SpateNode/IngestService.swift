@@ -17,6 +17,14 @@ public final class IngestService: Service, Sendable {
     private let logger: Logger
     /// Set when shutdown could not finish within the grace period.
     public let incompleteShutdown = Atomic<Bool>(false)
+    /// The running writer and dead-letter queue, for `warnings()`.
+    private let running = Mutex<(writer: BulkWriter, deadLetters: DeadLetterQueue)?>(nil)
+
+    /// What an operator must know now: the store refusing writes, dead letters Kafka refuses.
+    public func warnings() -> [String] {
+        guard let (writer, deadLetters) = running.withLock({ $0 }) else { return [] }
+        return [writer.refusalWarning, deadLetters.stuckWarning].compactMap { $0 }
+    }
 
     public init(configuration: NodeConfiguration, counters: NodeCounters = NodeCounters(), metrics: NodeMetrics? = nil, logger: Logger) throws {
         self.configuration = configuration
@@ -32,6 +40,7 @@ public final class IngestService: Service, Sendable {
         let writer = BulkWriter(
             client: elastic, configuration: configuration, counters: counters, deadLetters: deadLetters, metrics: metrics, logger: logger)
         let store = CheckpointStore(client: elastic, configuration: configuration)
+        running.withLock { $0 = (writer, deadLetters) }
         let workers = (0..<configuration.node.workers).map {
             IngestWorker(
                 index: $0, configuration: configuration, writer: writer, deadLetters: deadLetters, checkpoints: store,

@@ -39,7 +39,6 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     // Owned by the worker thread.
     private var consumer: KafkaConsumer!
     private var slots: [Int32: Slot] = [:]
-    private let interner = StringInterner()
     private let decoder = RecordBatchDecoder()
     private var nextDue: [ContinuousClock.Instant]
     private var paused = false
@@ -50,6 +49,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private var localSkipped: UInt64 = 0
     private var localMessages: UInt64 = 0
     private var lastOpenBytes = 0
+    private let recordLimits: RecordLimits
 
     init(
         index: Int, configuration: NodeConfiguration, writer: BulkWriter, deadLetters: DeadLetterQueue,
@@ -64,6 +64,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         var l = logger
         l[metadataKey: "worker"] = .stringConvertible(index)
         self.logger = l
+        recordLimits = configuration.ingest.recordLimits
         nextDue = configuration.views.map { .now + .milliseconds(Int64($0.flushIntervalMs)) }
     }
 
@@ -143,7 +144,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         guard message.offset >= rollup.nextOffset else { return }
         localMessages += 1
         do {
-            try decoder.withBatch(message.value) { batch in
+            try decoder.withBatch(message.value, limits: recordLimits, messageTimestampMs: message.timestampMs) { batch in
                 let outcome = try rollup.fold(offset: message.offset, batch: batch)
                 localRecords += UInt64(batch.count)
                 localFolded += UInt64(outcome.folded)
@@ -164,12 +165,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
     }
 
-    /// Late records leave as one RecordBatch of just them, so they can be replayed elsewhere.
+    /// Late records leave as one RecordBatch of just them — their bytes as received, invalid
+    /// strings included — so they can be replayed elsewhere.
     private func deadLetterLate(_ batch: DecodedBatch, _ indices: [Int], message: KafkaMessage, watermark: UInt64) {
-        var records: [FlowRecord] = []
-        for i in indices { if let r = try? batch[i].makeFlowRecord(index: i) { records.append(r) } }
-        let late = RecordBatch(probeID: batch.probeID, sequence: batch.sequence, createdMs: batch.createdMs, records: records)
-        let bytes = RecordBatchEncoder().encode(late)
+        let bytes = batch.encodeSubset(indices)
         bytes.withUnsafeBytes { raw in
             deadLetters.publish(
                 value: raw, sourceTopic: configuration.kafka.topic, partition: message.partition, offset: message.offset,
@@ -227,16 +226,21 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
     }
 
+    /// Pauses on what waiting can reclaim — documents and bytes in flight to the store, a
+    /// stalled flush, resident memory while flushes are pending — and resumes when those are
+    /// back under their low-water marks. Open rollup state is not in the condition: it shrinks
+    /// only when records advance the watermark, so pausing for it would never end.
     private func applyBackpressure() {
         let docs = counters.pendingDocuments.load(ordering: .relaxed)
-        let bytes = counters.pendingBytes.load(ordering: .relaxed) + counters.openStateBytes.load(ordering: .relaxed)
+        let bytes = counters.pendingBytes.load(ordering: .relaxed)
         let rss = Int64(counters.residentBytes.load(ordering: .relaxed))
-        let memoryHigh = rss > configuration.ingest.maxMemory * 85 / 100
+        let nothingPending = docs == 0 && bytes == 0
+        let memoryHigh = rss > configuration.ingest.maxMemory * 85 / 100 && !nothingPending
         let now = ContinuousClock.now
         let stalled = slots.values.contains { $0.inFlight.map { now - $0.created > configuration.ingest.storeStallTimeout } ?? false }
         let over = docs > configuration.ingest.maxPendingDocuments || Int64(bytes) > configuration.ingest.maxPendingBytes || memoryHigh || stalled
         let under = docs < configuration.ingest.maxPendingDocuments / 2 && Int64(bytes) < configuration.ingest.maxPendingBytes / 2
-            && rss < configuration.ingest.maxMemory * 70 / 100 && !stalled
+            && (rss < configuration.ingest.maxMemory * 70 / 100 || nothingPending) && !stalled
         let owned = slots.keys.map { KafkaTopicPartition(topic: configuration.kafka.topic, partition: $0) }
         if over && !paused && !owned.isEmpty {
             do {
@@ -266,7 +270,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         localFolded = 0
         localLate = 0
         localSkipped = 0
-        let open = slots.values.reduce(0) { $0 + $1.rollup.memoryBytes } + interner.storageBytes + interner.count * 48
+        let open = slots.values.reduce(0) { $0 + $1.rollup.memoryBytes + $1.rollup.internerBytes }
         counters.openStateBytes.add(open - lastOpenBytes, ordering: .relaxed)
         lastOpenBytes = open
         for (p, slot) in slots {
@@ -288,7 +292,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 rollup: PartitionRollup(
                     partition: tp.partition, views: configuration.views,
                     latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds),
-                    interner: interner, resume: state))
+                    resume: state))
             slots[tp.partition]!.lastSubmitted = resume
             starts[tp] = resume?.offset ?? -2  // RD_KAFKA_OFFSET_BEGINNING
             if let r = resume {

@@ -21,6 +21,10 @@ public final class NodeCounters: Sendable {
     public let checkpoints = Atomic<UInt64>(0)
     public let commits = Atomic<UInt64>(0)
     public let pauses = Atomic<UInt64>(0)
+    /// Bulk or checkpoint attempts the store refused (auth, write block, 413, unreadable answer).
+    public let storeRefusals = Atomic<UInt64>(0)
+    /// Dead letters sent again after Kafka did not acknowledge them.
+    public let deadLetterRetries = Atomic<UInt64>(0)
     /// Documents and bytes handed to the writer and not yet acknowledged.
     public let pendingDocuments = Atomic<Int>(0)
     public let pendingBytes = Atomic<Int>(0)

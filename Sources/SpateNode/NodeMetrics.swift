@@ -44,15 +44,17 @@ public final class NodeMetrics: Sendable {
             (d("ingest", "records_replay_skipped", "total", "Records skipped while replaying up to the replay horizon"), { $0.recordsReplaySkipped.load(ordering: .relaxed) }),
             (d("ingest", "messages_malformed", "total", "Messages that did not decode, sent to the dead-letter topic"), { $0.messagesMalformed.load(ordering: .relaxed) }),
             (d("ingest", "dead_letters", "total", "Dead letters acknowledged by Kafka"), { $0.deadLetters.load(ordering: .relaxed) }),
-            (d("ingest", "dead_letter_failures", "total", "Dead letters Kafka did not acknowledge"), { $0.deadLetterFailures.load(ordering: .relaxed) }),
+            (d("ingest", "dead_letter_failures", "total", "Dead letter deliveries Kafka did not acknowledge (each is retried)"), { $0.deadLetterFailures.load(ordering: .relaxed) }),
             (d("store", "documents_written", "total", "Rollup documents stored"), { $0.documentsWritten.load(ordering: .relaxed) }),
             (d("store", "documents_conflicted", "total", "Rollup documents already stored at this or a newer version (replays)"), { $0.documentsConflicted.load(ordering: .relaxed) }),
-            (d("store", "documents_rejected", "total", "Rollup documents the store refused, sent to the dead-letter topic"), { $0.documentsRejected.load(ordering: .relaxed) }),
+            (d("store", "documents_rejected", "total", "Rollup documents the store rejected for their content, sent to the dead-letter topic"), { $0.documentsRejected.load(ordering: .relaxed) }),
             (d("store", "bulk_requests", "total", "Bulk requests sent"), { $0.bulkRequests.load(ordering: .relaxed) }),
             (d("store", "bulk_retries", "total", "Bulk requests retried (429, 5xx, timeouts)"), { $0.bulkRetries.load(ordering: .relaxed) }),
             (d("ingest", "checkpoints", "total", "Partition checkpoints written"), { $0.checkpoints.load(ordering: .relaxed) }),
             (d("ingest", "commits", "total", "Kafka offset commits"), { $0.commits.load(ordering: .relaxed) }),
             (d("ingest", "pauses", "total", "Times the node paused its partitions for backpressure"), { $0.pauses.load(ordering: .relaxed) }),
+            (d("store", "refusals", "total", "Bulk or checkpoint writes the store refused (auth, write block, 413, unreadable answer), retried"), { $0.storeRefusals.load(ordering: .relaxed) }),
+            (d("ingest", "dead_letter_retries", "total", "Dead letters sent again after Kafka refused them"), { $0.deadLetterRetries.load(ordering: .relaxed) }),
         ]
         mirrored = counterSpecs.map { ($0.0.name, registry.makeCounter(descriptor: $0.0), $0.1) }
         let gaugeSpecs: [(MetricNameDescriptor, @Sendable (NodeCounters) -> Double)] = [

@@ -33,7 +33,7 @@ public struct SpateNodeServices: Sendable {
         let service = QueryService(
             configuration: configuration, elastic: queryClient, engine: engine, version: Self.version,
             local: local, cluster: { await membership.members() },
-            storage: { try await retention.storageReport() }, warnings: { retention.state.withLock { $0.warnings } }, metrics: metrics)
+            storage: { try await retention.storageReport() }, warnings: { [ingest] in ingest.warnings() + retention.state.withLock { $0.warnings } }, metrics: metrics)
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
         metrics.attach(engine: engine, connections: { server.connectionCount })
         // ServiceGroup stops services one at a time in reverse order: ingest first (flush,

@@ -4,7 +4,11 @@ produces under load, for Spate's ingest tests:
 
   * a fraction of bulk *items* is answered with 429 (es_rejected_execution_exception) without
     being forwarded — the rest of the bulk is forwarded and the answers spliced together;
-  * a fraction of whole bulk requests is answered 503 without being forwarded.
+  * a fraction of whole bulk requests is answered 503 without being forwarded;
+  * refusals, switched by the test through --mode-file (one word, read on every bulk):
+    "item-403" answers every bulk item 403 cluster_block_exception (an index write block),
+    "401" answers whole bulks 401 security_exception, "413" answers bulks of more than 20
+    documents 413 (request too large), "none" (or no file) forwards.
 
 Usage: fault-proxy.py --upstream http://127.0.0.1:9200 --port-file FILE
                       [--item-429 0.2] [--request-503 0.1] [--seed 1]
@@ -86,7 +90,42 @@ class Proxy(BaseHTTPRequestHandler):
         status, data, ctype = self.forward(method, body)
         self.reply(status, data, ctype)
 
+    def mode(self):
+        if not args.mode_file:
+            return "none"
+        try:
+            with open(args.mode_file) as f:
+                return f.read().strip() or "none"
+        except OSError:
+            return "none"
+
+    def refuse(self, body):
+        """Answers a refusal for the current mode; False when the bulk is to be forwarded."""
+        mode = self.mode()
+        lines = [l for l in body.split(b"\n") if l]
+        docs = len(lines) // 2
+        if mode == "401":
+            self.reply(401, b'{"error":{"type":"security_exception","reason":"injected: missing authentication credentials"},"status":401}')
+        elif mode == "413" and docs > 20:
+            self.reply(413, b'{"error":{"type":"content_too_long_exception","reason":"injected: request too large"},"status":413}')
+        elif mode == "item-403":
+            items = []
+            for i in range(0, len(lines), 2):
+                meta = json.loads(lines[i])["index"]
+                items.append({"index": {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": 403, "error": {
+                    "type": "cluster_block_exception", "reason": "index [x] blocked by: [FORBIDDEN/8/index write (api)];"}}})
+            self.reply(200, json.dumps({"took": 1, "errors": True, "items": items}).encode())
+        else:
+            return False
+        with lock:
+            stats.setdefault("refused", {})
+            stats["refused"][mode] = stats["refused"].get(mode, 0) + 1
+            save_stats()
+        return True
+
     def bulk(self, body):
+        if self.refuse(body):
+            return
         with lock:
             stats["bulk_requests"] += 1
             if args.dump and len(body) > 100000 and stats["bulk_requests"] < 50:
@@ -143,6 +182,7 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--log", action="store_true", help="log every forwarded request with its duration")
     p.add_argument("--dump", help="write large bulk bodies to this folder (debugging)")
+    p.add_argument("--mode-file", help="a file holding the refusal mode (none, item-403, 401, 413), read on every bulk")
     p.add_argument("--delete-delay", type=float, default=0, help="seconds to hold every DELETE before forwarding it")
     args = p.parse_args()
     rng = random.Random(args.seed)
