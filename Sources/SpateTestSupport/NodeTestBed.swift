@@ -52,6 +52,8 @@ public final class NodeTestBed: @unchecked Sendable {
     public var views = NodeTestBed.defaultViews
     /// `query:` settings of nodes started from now on (default: a free loopback port).
     public var query: [String: String] = [:]
+    /// Extra `kafka.properties` (librdkafka) of nodes started from now on.
+    public var kafkaProperties: [String: String] = [:]
 
     /// A node configuration: `views`, quick group timeouts, and `ingest` settings merged over
     /// test defaults.
@@ -75,6 +77,7 @@ public final class NodeTestBed: @unchecked Sendable {
               properties:
                 heartbeat.interval.ms: "1000"
                 topic.metadata.refresh.interval.ms: "2000"
+            \(kafkaProperties.sorted { $0.key < $1.key }.map { "    \($0.key): \"\($0.value)\"" }.joined(separator: "\n"))
             elasticsearch:
               url: \(elasticURL ?? services.elasticURL)
               index_prefix: \(prefix)

@@ -266,4 +266,48 @@ struct IngestEdgeTests {
             #expect(node.isRunning)
         }
     }
+
+    @Test("a dead letter larger than a Kafka message arrives in pieces that reassemble to the exact bytes")
+    func oversizedDeadLetter() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), partitions: 1, name: "bigdlq") { bed in
+            bed.views = NodeTestBed.applicationViews
+            bed.kafkaProperties = ["message.max.bytes": "20000"]
+            _ = try await Self.startNode(bed, "a")
+            var rng = SplitMix64(seed: 77)
+            let value: [UInt8] = [0xFF, 0xFF] + (0..<100_000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            let producer = try KafkaProducer(
+                properties: ["bootstrap.servers": bed.services.kafkaBootstrap, "message.max.bytes": "10000000"], logger: Logger(label: "big")
+            ) { _ in }
+            try value.withUnsafeBytes { try producer.send(topic: bed.topic, partition: 0, value: $0, token: 0) }
+            try producer.flush(timeout: .seconds(30))
+            producer.close(timeout: .seconds(5))
+
+            let consumer = try KafkaConsumer(
+                properties: ["bootstrap.servers": bed.services.kafkaBootstrap, "group.id": uniqueName("big-reader"), "auto.offset.reset": "earliest"],
+                logger: Logger(label: "big-reader"))
+            try consumer.subscribe([bed.deadLetterTopic])
+            var whole = [UInt8](repeating: 0, count: value.count)
+            var covered = 0
+            var pieces = 0
+            var reasons: Set<String> = []
+            let deadline = ContinuousClock.now + .seconds(90)
+            while ContinuousClock.now < deadline && covered < value.count {
+                try consumer.poll(timeoutMs: 200) { m in
+                    func text(_ h: String) -> String { m.header(h).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+                    guard let offset = Int(text("spate-piece-offset")), Int(text("spate-total-bytes")) == value.count,
+                        offset + m.value.count <= whole.count
+                    else { return }
+                    for (i, b) in m.value.enumerated() { whole[offset + i] = b }
+                    covered += m.value.count
+                    pieces += 1
+                    reasons.insert(String(text("spate-reason").prefix { $0 != ":" }))
+                }
+            }
+            try consumer.close()
+            #expect(covered == value.count, "\(bed.nodeLogs())")
+            #expect(whole == value)
+            #expect(pieces >= 5)
+            #expect(reasons == ["malformed-protobuf"])
+        }
+    }
 }
