@@ -317,6 +317,11 @@ extension NodeConfiguration {
             let where_ = "views[\(i)] (\(name))"
             guard let bucketText = try scalar("bucket") else { throw ConfigurationError("\(where_).bucket", "missing") }
             let bucket = try ConfigValue.duration(bucketText, key: "\(where_).bucket")
+            // Bucket starts are event time minus event time mod width: a zero width would divide
+            // by zero, and widths beyond a month make no rollup.
+            guard bucket >= .seconds(1), bucket <= .seconds(31 * 86_400) else {
+                throw ConfigurationError("\(where_).bucket", "must be between 1s and 31d (got \(bucketText))")
+            }
             guard let dimNames = try list("dimensions") else { throw ConfigurationError("\(where_).dimensions", "missing") }
             let dims = try dimNames.map { n in
                 guard let d = Dimension(rawValue: n) else {

@@ -37,6 +37,10 @@ struct ConfigurationTests {
             ("elasticsearch: {password: hunter2}", "elasticsearch.password"),
             ("kafka: {properties: {sasl.password: hunter2}}", "kafka.properties.sasl.password"),
             ("ingset: {allowed_lateness: 1m}", "ingset"),
+            ("views: [{name: v, bucket: 0s, dimensions: [application]}]", "views[0] (v).bucket"),
+            ("views: [{name: v, bucket: 400d, dimensions: [application]}]", "views[0] (v).bucket"),
+            ("ingest: {max_event_age: 0s}", "ingest.max_event_age"),
+            ("ingest: {max_event_lead: never}", "ingest.max_event_lead"),
         ])
     func invalid(yaml: String, key: String) throws {
         let e = try #require(Self.failure(yaml), "accepted: \(yaml)")
