@@ -19,6 +19,12 @@ let package = Package(
         .library(name: "SpateKafka", targets: ["SpateKafka"]),
         .library(name: "SpateElastic", targets: ["SpateElastic"]),
         .library(name: "SpateWire", targets: ["SpateWire"]),
+        // For the fuzz package (Tests/Fuzz), which can depend on products only.
+        .library(name: "SpateModel", targets: ["SpateModel"]),
+        .library(name: "SpateCodec", targets: ["SpateCodec"]),
+        .library(name: "SpateIngest", targets: ["SpateIngest"]),
+        .library(name: "SpateJSON", targets: ["SpateJSON"]),
+        .library(name: "SpateQuery", targets: ["SpateQuery"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
         .executable(name: "spate-node", targets: ["spate-node"]),
         .executable(name: "spate", targets: ["spate"]),

@@ -107,7 +107,22 @@ extension DecodedBatch {
     /// sequence and seal time — byte for byte the records as received, invalid strings
     /// included (protobuf-c packs the decoded structs; nothing is converted or validated).
     public func encodeSubset(_ indices: [Int]) -> [UInt8] {
-        var pointers = indices.map { UnsafeMutablePointer(mutating: raw.pointee.records[$0]) }
+        // Shallow copies (strings and addresses still point into the arena) without the
+        // unknown fields protobuf-c kept: those re-pack in forms (field 0, say) that would not
+        // decode again, and a dead letter must be replayable.
+        var copies: [Spate__Probe__V1__FlowRecord] = indices.compactMap { i in
+            guard var r = raw.pointee.records[i]?.pointee else { return nil }
+            r.base.n_unknown_fields = 0
+            r.base.unknown_fields = nil
+            return r
+        }
+        return copies.withUnsafeMutableBufferPointer { records in
+            var pointers: [UnsafeMutablePointer<Spate__Probe__V1__FlowRecord>?] = records.indices.map { i in records.baseAddress.map { $0 + i } }
+            return pack(&pointers)
+        }
+    }
+
+    private func pack(_ pointers: inout [UnsafeMutablePointer<Spate__Probe__V1__FlowRecord>?]) -> [UInt8] {
         var msg = Spate__Probe__V1__RecordBatch()
         spate__probe__v1__record_batch__init(&msg)
         msg.probe_id = raw.pointee.probe_id

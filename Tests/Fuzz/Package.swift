@@ -1,5 +1,6 @@
 // swift-tools-version: 6.1
-// libFuzzer targets for the query protocol's decoders (docs/PROTOCOL.md, "Fuzzing").
+// libFuzzer targets for the query protocol's decoders (docs/PROTOCOL.md, "Fuzzing"), for a
+// Kafka message through decode and fold, and for every decoder of store answers.
 // Built and run by cluster/fuzz, never by the root package: it needs -sanitize=fuzzer,address
 // and -parse-as-library (libFuzzer provides main), which the root build must not get.
 import PackageDescription
@@ -31,5 +32,18 @@ let package = Package(
         .executableTarget(
             name: "fuzz-request",
             dependencies: ["FuzzSupport", "QueryPlanning", .product(name: "SpateWire", package: "Spate")]),
+        .executableTarget(
+            name: "fuzz-ingest",
+            dependencies: [
+                "FuzzSupport", .product(name: "SpateCodec", package: "Spate"), .product(name: "SpateIngest", package: "Spate"),
+                .product(name: "SpateModel", package: "Spate"),
+            ]),
+        .executableTarget(
+            name: "fuzz-store",
+            dependencies: [
+                "FuzzSupport", .product(name: "SpateIngest", package: "Spate"), .product(name: "SpateModel", package: "Spate"),
+                .product(name: "SpateJSON", package: "Spate"), .product(name: "SpateElastic", package: "Spate"),
+                .product(name: "SpateQuery", package: "Spate"), .product(name: "SpateWire", package: "Spate"),
+            ]),
     ]
 )

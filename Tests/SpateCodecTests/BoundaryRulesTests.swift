@@ -122,4 +122,21 @@ struct BoundaryRulesTests {
         #expect(count == 20_000)
         #expect(decoder.arenaCapacity <= 1 << 20)
     }
+
+    @Test("a subset of records carrying unknown fields (field 0) still re-decodes: found by cluster/fuzz ingest")
+    func subsetDropsUnknownFields() throws {
+        let input = try #require(Base64.decode(
+            "AAABoe5WXgAIAxABGnII9rvZ8p40EIC82fKeNBgDIAEqBAoAAAEyEAAAAAAgAQ24AAAAAAAAAAc4uI4DQLsDSAZSBHpvb21aBXZpZGVvYgloLmV4YW1wbGVqAjFzcgdhbmRyb2lkegJGUoAA3AuIAZh1kAEDmAEJoAEBqAGgnAEacQi27LTynjQQwOy08p40GAMgASoECgAAATIQAAAAACABDbgAAAAAAAAABzi4jgNAuwNIBlIDZG5zWgV2aWRlb2IJaC5leGFlcGxlagJxMXIHYW5kcm9pZHoCRlKAAdwLiAGYdZABA5gBCaABAagBoJwBIIC82fKeNA=="))
+        var ts: Int64 = 0
+        for b in input[0..<8] { ts = ts << 8 | Int64(b) }
+        let value = Array(input[8...])
+        let subset = try value.withUnsafeBytes { raw in
+            try RecordBatchDecoder().withBatch(raw, messageTimestampMs: ts) { batch in
+                #expect(batch.count == 2)
+                return batch.encodeSubset([0, 1])
+            }
+        }
+        let again = try subset.withUnsafeBytes { raw in try RecordBatchDecoder().withBatch(raw, messageTimestampMs: ts) { $0.count } }
+        #expect(again == 2)
+    }
 }
