@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "SpateModel", targets: ["SpateModel"]),
         .library(name: "SpateCodec", targets: ["SpateCodec"]),
         .library(name: "SpateIngest", targets: ["SpateIngest"]),
+        .library(name: "SpateSchema", targets: ["SpateSchema"]),
         .library(name: "SpateJSON", targets: ["SpateJSON"]),
         .library(name: "SpateQuery", targets: ["SpateQuery"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
@@ -70,7 +71,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SpateQuery",
-            dependencies: ["SpateModel", "SpateElastic", "SpateIngest", "SpateJSON", "SpateWire"],
+            dependencies: ["SpateModel", "SpateElastic", "SpateSchema", "SpateJSON", "SpateWire"],
             swiftSettings: strict),
         .target(
             name: "SpateClient",
@@ -88,12 +89,18 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SpateIngest",
-            dependencies: ["SpateCodec", "SpateModel", "SpateElastic", "SpateJSON"],
+            dependencies: ["SpateCodec", "SpateModel"],
             swiftSettings: hotPath),
+        // The store's side of a rollup: document shape and ids, index naming and templates,
+        // checkpoints, the retention plan. Read by ingest's writer and by queries alike.
+        .target(
+            name: "SpateSchema",
+            dependencies: ["SpateIngest", "SpateModel", "SpateElastic", "SpateJSON"],
+            swiftSettings: strict),
         .target(
             name: "SpateNode",
             dependencies: [
-                "SpateIngest", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery",
+                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -151,7 +158,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SpateIngestTests",
-            dependencies: ["SpateIngest", "SpateCodec", "SpateModel", "SpateTestSupport"],
+            dependencies: ["SpateIngest", "SpateSchema", "SpateCodec", "SpateModel", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "SpateProbeTests",
@@ -168,13 +175,13 @@ let package = Package(
         .testTarget(
             name: "SpateQueryTests",
             dependencies: [
-                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateElastic", "SpateProbe", "SpateQuery", "SpateTestSupport",
+                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateElastic", "SpateProbe", "SpateQuery", "SpateSchema", "SpateTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict),
         .testTarget(
             name: "SpateRetentionTests",
-            dependencies: ["SpateIngest", "SpateElastic", "SpateModel", "SpateProbe", "SpateTestSupport"],
+            dependencies: ["SpateIngest", "SpateSchema", "SpateElastic", "SpateModel", "SpateProbe", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "ProjectTests",

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateJSON
 import Synchronization
 

@@ -2,6 +2,7 @@ public import Logging
 public import ServiceLifecycle
 public import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateJSON
 import SpateKafka
 public import Synchronization

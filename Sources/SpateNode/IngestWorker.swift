@@ -3,6 +3,7 @@ import Logging
 import SpateCodec
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateKafka
 import SpateModel
 import Synchronization

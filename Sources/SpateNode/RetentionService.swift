@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateJSON
 import SpateModel
 import Synchronization

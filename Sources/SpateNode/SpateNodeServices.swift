@@ -2,6 +2,7 @@ public import Logging
 public import ServiceLifecycle
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateQuery
 
 /// Everything one spate-node runs, as services for one ServiceGroup: ingest, the query

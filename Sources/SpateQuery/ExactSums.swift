@@ -1,5 +1,5 @@
 public import SpateElastic
-import SpateIngest
+import SpateSchema
 public import SpateJSON
 public import SpateModel
 import SpateWire

@@ -1,6 +1,6 @@
 public import Foundation
 public import SpateElastic
-public import SpateIngest
+public import SpateSchema
 public import SpateModel
 public import Synchronization
 

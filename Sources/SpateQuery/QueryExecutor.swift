@@ -1,5 +1,5 @@
 public import SpateElastic
-public import SpateIngest
+public import SpateSchema
 import SpateJSON
 public import SpateModel
 import SpateWire

@@ -36,12 +36,13 @@ let package = Package(
             name: "fuzz-ingest",
             dependencies: [
                 "FuzzSupport", .product(name: "SpateCodec", package: "Spate"), .product(name: "SpateIngest", package: "Spate"),
-                .product(name: "SpateModel", package: "Spate"),
+                .product(name: "SpateSchema", package: "Spate"), .product(name: "SpateModel", package: "Spate"),
             ]),
         .executableTarget(
             name: "fuzz-store",
             dependencies: [
-                "FuzzSupport", .product(name: "SpateIngest", package: "Spate"), .product(name: "SpateModel", package: "Spate"),
+                "FuzzSupport", .product(name: "SpateIngest", package: "Spate"), .product(name: "SpateSchema", package: "Spate"),
+                .product(name: "SpateModel", package: "Spate"),
                 .product(name: "SpateJSON", package: "Spate"), .product(name: "SpateElastic", package: "Spate"),
                 .product(name: "SpateQuery", package: "Spate"), .product(name: "SpateWire", package: "Spate"),
             ]),

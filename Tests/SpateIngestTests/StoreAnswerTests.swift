@@ -1,5 +1,6 @@
 import SpateCodec
 import SpateIngest
+import SpateSchema
 import SpateJSON
 import SpateModel
 import SpateTestSupport

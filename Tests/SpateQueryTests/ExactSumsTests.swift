@@ -1,5 +1,6 @@
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateModel
 import SpateQuery
 import SpateWire

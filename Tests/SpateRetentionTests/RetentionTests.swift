@@ -1,6 +1,7 @@
 import Foundation
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateModel
 import SpateProbe
 import SpateTestSupport

@@ -10,6 +10,7 @@
 import FuzzSupport
 import SpateCodec
 import SpateIngest
+import SpateSchema
 import SpateModel
 
 /// libFuzzer calls from one thread: the state lives across inputs like a worker's.

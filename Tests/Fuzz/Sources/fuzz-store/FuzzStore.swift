@@ -10,6 +10,7 @@
 import FuzzSupport
 import SpateElastic
 import SpateIngest
+import SpateSchema
 import SpateJSON
 import SpateModel
 import SpateQuery

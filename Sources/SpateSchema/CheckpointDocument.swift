@@ -1,3 +1,4 @@
+public import SpateIngest
 public import SpateJSON
 
 /// The checkpoint document of one partition in `<prefix>-checkpoints`: its shape when written,

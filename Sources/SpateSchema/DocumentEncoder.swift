@@ -1,3 +1,4 @@
+public import SpateIngest
 public import SpateElastic
 import SpateJSON
 import SpateModel
