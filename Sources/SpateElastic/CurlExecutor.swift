@@ -32,6 +32,8 @@ final class CurlExecutor: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let threadCount: Int
     private let finished = DispatchSemaphore(value: 0)
+    /// The cancellation flags of transfers in progress: shutdown aborts them.
+    private let inFlight = Mutex<[ObjectIdentifier: CancellationFlag]>([:])
 
     init(configuration: ElasticConfiguration) throws {
         if let ca = configuration.caFile, !FileManager.default.isReadableFile(atPath: ca) {
@@ -68,9 +70,12 @@ final class CurlExecutor: Sendable {
         }
     }
 
-    /// Fails queued requests and ends the threads after their current transfer.
+    /// Fails queued requests, aborts the transfers in progress (curl's progress callback sees
+    /// their flags within a second) and ends the threads: a shutdown never waits out a
+    /// request timeout.
     func shutdown() {
         guard !stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for flag in inFlight.withLock({ Array($0.values) }) { flag.set() }
         for _ in 0..<threadCount { available.signal() }
         for _ in 0..<threadCount { finished.wait() }
         for job in jobs.withLock({ j -> [Job] in defer { j = [] }; return j }) {
@@ -88,7 +93,12 @@ final class CurlExecutor: Sendable {
                 job.continuation.resume(throwing: CancellationError())
                 continue
             }
+            let id = ObjectIdentifier(job.cancelled)
+            inFlight.withLock { $0[id] = job.cancelled }
+            // A shutdown that began before the flag was registered must still abort this one.
+            if stopped.load(ordering: .acquiring) { job.cancelled.set() }
             job.continuation.resume(with: Result { try handle.perform(job.request, cancelled: job.cancelled) })
+            inFlight.withLock { _ = $0.removeValue(forKey: id) }
         }
         finished.signal()
     }
@@ -114,7 +124,8 @@ private final class CurlHandle {
 
     func perform(_ request: HTTPRequest, cancelled: CancellationFlag) throws -> HTTPResponse {
         curl_easy_reset(h)
-        sink.body.removeAll(keepingCapacity: true)
+        sink.body.removeAll(keepingCapacity: sink.body.capacity <= 16 << 20)
+        sink.overflowed = false
         let url = configuration.url + request.path
         spate_curl_setopt_string(h, CURLOPT_URL, url)
         spate_curl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
@@ -159,6 +170,9 @@ private final class CurlHandle {
             rc = curl_easy_perform(h)
         }
         if rc == CURLE_ABORTED_BY_CALLBACK { throw CancellationError() }
+        if sink.overflowed {
+            throw ElasticError(.decoding, "\(request.method) \(request.path): the answer exceeds \(maxResponseBytes) bytes")
+        }
         guard rc == CURLE_OK else {
             let reason = String(cString: curl_easy_strerror(rc))
             let what = "\(request.method) \(request.path): \(reason)"
@@ -175,12 +189,22 @@ private final class CurlHandle {
 
 private final class ResponseSink {
     var body: [UInt8] = []
+    /// Set when the answer passed `maxResponseBytes` and the transfer was cut.
+    var overflowed = false
 }
+
+/// The largest answer read from the store (a search of 10,000 hits with sketches is tens of
+/// MB); a larger one is refused, never buffered without bound.
+let maxResponseBytes = 256 << 20
 
 private let writeCallback: spate_curl_data_cb = { ptr, size, count, userdata in
     guard let ptr, let userdata else { return 0 }
     let sink = Unmanaged<ResponseSink>.fromOpaque(userdata).takeUnretainedValue()
     let n = size * count
+    if sink.body.count + n > maxResponseBytes {
+        sink.overflowed = true
+        return 0  // curl ends the transfer with CURLE_WRITE_ERROR
+    }
     ptr.withMemoryRebound(to: UInt8.self, capacity: n) { sink.body.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
     return n
 }

@@ -185,6 +185,8 @@ final class BulkWriter: Sendable {
             counters.bulkRequests.add(1, ordering: .relaxed)
             switch result {
             case .failure(let error):
+                // The node's own shutdown aborts transfers: that is no store failure.
+                if stopping.load(ordering: .acquiring) { return false }
                 switch StoreErrorPolicy.action(for: error, documents: pending.count) {
                 case .split:
                     noteRefusal("a bulk of \(pending.count) documents is too large for the store (413): sending it in halves")
@@ -329,6 +331,7 @@ final class BulkWriter: Sendable {
                     return false
                 }
             } catch {
+                if stopping.load(ordering: .acquiring) { return false }
                 if case .retry(true) = StoreErrorPolicy.action(for: error, documents: 1) {
                     noteRefusal("checkpoint write refused: \(error)")
                 } else {

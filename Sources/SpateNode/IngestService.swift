@@ -67,24 +67,28 @@ public final class IngestService: Service, Sendable {
                 }
                 try? await Task.sleep(for: .milliseconds(100))
             }
-        } onGracefulShutdown: { [logger] in
+        } onGracefulShutdown: { [logger, configuration] in
             logger.info("shutdown requested: flushing, checkpointing, committing and leaving the group")
-            workers.forEach { $0.requestStop() }
+            let deadline = ContinuousClock.now + configuration.ingest.shutdownGrace
+            workers.forEach { $0.requestStop(deadline: deadline) }
         }
-        workers.forEach { $0.requestStop() }
+        // Everything below is bounded by the grace: the workers by their revoke deadline, the
+        // writer and store client by aborting what is in flight, the dead letters by a short close.
         let grace = configuration.ingest.shutdownGrace
         let start = ContinuousClock.now
+        workers.forEach { $0.requestStop(deadline: start + grace) }
         for w in workers {
             let left = grace - (ContinuousClock.now - start)
-            if !w.waitFinished(timeout: max(.milliseconds(1), left)) {
+            if !w.waitFinished(timeout: max(.milliseconds(1), left + .seconds(1))) {
                 logger.error("worker \(w.index) did not finish within the shutdown grace (\(grace))")
                 incompleteShutdown.store(true, ordering: .relaxed)
             }
+            if w.incomplete.load(ordering: .relaxed) { incompleteShutdown.store(true, ordering: .relaxed) }
         }
         writer.stop()
         stats.cancel()
         memory.cancel()
-        deadLetters.close(timeout: .seconds(5))
+        deadLetters.close(timeout: .seconds(3))
         elastic.shutdown()
         logger.info(
             "ingest stopped: \(counters.records.load(ordering: .relaxed)) records, \(counters.documentsWritten.load(ordering: .relaxed)) documents written")

@@ -33,6 +33,11 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private let counters: NodeCounters
     private let logger: Logger
     private let stopFlag = Atomic<Bool>(false)
+    /// When the node's shutdown grace ends (set with `requestStop`).
+    private let stopDeadline = Mutex<ContinuousClock.Instant?>(nil)
+    /// Set when a partition was released with its last flush unacknowledged or a checkpoint
+    /// unread at shutdown: the node then exits 1 (the next owner replays).
+    let incomplete = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
     /// Set when the worker could not start (bad properties, …): the node exits.
     let failure = Mutex<(any Error)?>(nil)
@@ -100,7 +105,17 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
 
     /// Asks the worker to finish: final flush, checkpoint and commit of every partition, then
     /// leave the group.
-    func requestStop() { stopFlag.store(true, ordering: .releasing) }
+    func requestStop(deadline: ContinuousClock.Instant? = nil) {
+        if let deadline { stopDeadline.withLock { $0 = min($0 ?? deadline, deadline) } }
+        stopFlag.store(true, ordering: .releasing)
+    }
+
+    /// The latest a revoke may wait: the shutdown deadline when stopping, else the grace.
+    private func revokeDeadline() -> ContinuousClock.Instant {
+        let grace = ContinuousClock.now + configuration.ingest.shutdownGrace
+        guard let stop = stopDeadline.withLock({ $0 }) else { return grace }
+        return min(grace, stop)
+    }
 
     /// Waits until the worker thread ended, up to `timeout`; false on timeout.
     func waitFinished(timeout: Duration) -> Bool {
@@ -287,14 +302,20 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     func consumer(_ consumer: KafkaConsumer, assigned partitions: [KafkaTopicPartition]) -> [KafkaTopicPartition: Int64] {
         var starts: [KafkaTopicPartition: Int64] = [:]
         for tp in partitions {
-            let resume = readCheckpoint(tp.partition)
+            guard case .read(let resume) = readCheckpoint(tp.partition) else {
+                // Stopping: take no state for it; the revoke that follows finds no slot and the
+                // next owner starts from the checkpoint.
+                logger.info("partition \(tp.partition): shutting down before its checkpoint could be read; not started")
+                incomplete.store(true, ordering: .relaxed)
+                continue
+            }
             let state = resume ?? .beginning()
             slots[tp.partition] = Slot(
                 rollup: PartitionRollup(
                     partition: tp.partition, views: configuration.views,
                     latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds),
                     resume: state))
-            slots[tp.partition]!.lastSubmitted = resume
+            slots[tp.partition]?.lastSubmitted = resume
             starts[tp] = resume?.offset ?? -2  // RD_KAFKA_OFFSET_BEGINNING
             if let r = resume {
                 logger.info("partition \(tp.partition): resuming at offset \(r.offset) (replay horizon \(r.horizonOffset))")
@@ -307,34 +328,50 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         return starts
     }
 
+    enum CheckpointRead {
+        /// The stored checkpoint, or nil when the partition has none.
+        case read(ResumeState?)
+        /// The worker is stopping: the read was abandoned.
+        case stopping
+    }
+
     /// Reads a checkpoint, retrying while the store is unreachable (the partition cannot
-    /// start correctly without it).
-    private func readCheckpoint(_ partition: Int32) -> ResumeState? {
+    /// start correctly without it); abandoned when the worker stops.
+    private func readCheckpoint(_ partition: Int32) -> CheckpointRead {
         var attempt = 0
         while true {
             let result = Mutex<Result<ResumeState?, any Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             let store = checkpoints
-            Task {
+            let task = Task {
                 let r: Result<ResumeState?, any Error>
                 do { r = .success(try await store.read(partition: partition)) } catch { r = .failure(error) }
                 result.withLock { $0 = r }
                 done.signal()
             }
-            done.wait()
-            switch result.withLock({ $0! }) {
-            case .success(let r): return r
-            case .failure(let error):
+            while done.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
+                if stopFlag.load(ordering: .acquiring) {
+                    task.cancel()
+                    return .stopping
+                }
+            }
+            switch result.withLock({ $0 }) {
+            case .success(let r)?: return .read(r)
+            case .failure(let error)?:
                 attempt += 1
                 logger.warning("reading the checkpoint of partition \(partition) failed (attempt \(attempt)): \(error)")
-                if stopFlag.load(ordering: .acquiring) && attempt > 3 { return nil }
-                Thread.sleep(forTimeInterval: min(5, 0.2 * Double(attempt)))
+            case nil:
+                attempt += 1
+            }
+            for _ in 0..<Int(min(25, 1 + attempt)) {
+                if stopFlag.load(ordering: .acquiring) { return .stopping }
+                Thread.sleep(forTimeInterval: 0.2)
             }
         }
     }
 
     func consumer(_ consumer: KafkaConsumer, revoked partitions: [KafkaTopicPartition], lost: Bool) {
-        let deadline = ContinuousClock.now + configuration.ingest.shutdownGrace
+        let deadline = revokeDeadline()
         for tp in partitions {
             guard let slot = slots[tp.partition] else { continue }
             defer {
@@ -349,6 +386,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             if let t = slot.inFlight {
                 guard t.wait(timeout: max(.zero, deadline - .now)) != nil else {
                     logger.error("partition \(tp.partition): flush still unacknowledged at the deadline; the next owner replays")
+                    incomplete.store(true, ordering: .relaxed)
                     continue
                 }
                 if t.result == .stored { commit(tp.partition, slot, t.resume, sync: true) }
@@ -361,6 +399,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                     logger.info("partition \(tp.partition) released at resume offset \(t.resume.offset)")
                 default:
                     logger.error("partition \(tp.partition): final flush not acknowledged in time; the next owner replays")
+                    incomplete.store(true, ordering: .relaxed)
                 }
             } else if let r = slot.lastSubmitted {
                 commit(tp.partition, slot, r, sync: true)

@@ -310,4 +310,46 @@ struct IngestEdgeTests {
             #expect(reasons == ["malformed-protobuf"])
         }
     }
+
+    @Test("SIGTERM while the store refuses writes: the node exits 1 within its grace and dead-letters nothing")
+    func shutdownDuringRefusal() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), partitions: 2, name: "stop-refuse") { bed in
+            bed.views = NodeTestBed.applicationViews
+            let modeFile = bed.directory + "/proxy.mode"
+            try "401".write(toFile: modeFile, atomically: true, encoding: .utf8)
+            let portFile = bed.directory + "/proxy.port"
+            let proxy = try ChildProcess(
+                "/usr/bin/env",
+                ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", bed.services.elasticURL, "--port-file", portFile,
+                 "--item-429", "0", "--request-503", "0", "--mode-file", modeFile],
+                logPath: bed.directory + "/proxy.log")
+            defer {
+                proxy.signal(SIGKILL)
+                proxy.wait(timeout: .seconds(5))
+            }
+            var port = ""
+            for _ in 0..<100 where port.isEmpty {
+                port = (try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            let node = try bed.startNode("a", elasticURL: "http://127.0.0.1:\(port)", ingest: ["shutdown_grace": "5s"])
+            _ = try bed.runProbe(["--probes", "4", "--subscribers", "50", "--start", "now-3m", "--speedup", "10", "--count", "2000", "--rate", "0"])
+            // Wait until the refusals are seen, then stop the node.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline && !node.output.contains("store refusal") {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(node.output.contains("store refusal"), "\(bed.nodeLogs())")
+            let stopped = ContinuousClock.now
+            node.signal(SIGTERM)
+            let status = node.wait(timeout: .seconds(30))
+            let took = ContinuousClock.now - stopped
+            #expect(status == 1, "exit \(String(describing: status))\n\(bed.nodeLogs())")
+            #expect(took < .seconds(15), "stopping took \(took) with a 5 s grace")
+            #expect(!node.output.contains("dead letter"), "\(bed.nodeLogs())")
+            #expect(!node.output.contains("rejected for its content"), "\(bed.nodeLogs())")
+            let letters = try IngestExactlyOnceTests().readDeadLetters(bed, expected: 0)
+            #expect(letters.isEmpty, "\(letters.map(\.reason))")
+        }
+    }
 }
