@@ -104,6 +104,24 @@ public final class PartitionRollup {
     /// the horizon: it was sent before the checkpoint).
     public func sideEffectsDue(offset: Int64) -> Bool { offset >= horizon.horizonOffset }
 
+    /// An idle marker at `offset`: event time has reached `eventTimeMs` in this partition
+    /// although no record says so (the probe is quiet). Advances the watermark like a record
+    /// with that time would, closing what it passes — deterministically, since the marker is a
+    /// message in the partition and a replay reads it at the same offset.
+    public func advance(offset: Int64, eventTimeMs: UInt64) {
+        if eventTimeMs > maxEventTs { maxEventTs = eventTimeMs }
+        nextOffset = offset + 1
+        let closeBefore = watermark
+        for v in rollups { v.close(before: closeBefore) }
+    }
+
+    /// Whether an idle marker at `eventTimeMs` would close an open bucket.
+    public func wouldClose(atEventTime eventTimeMs: UInt64) -> Bool {
+        guard eventTimeMs > maxEventTs else { return false }
+        let w = eventTimeMs > latenessMs ? eventTimeMs - latenessMs : 0
+        return rollups.contains { v in v.buckets.contains { $0.end <= w } }
+    }
+
     /// Notes a message that could not be decoded (it advances the offset only).
     public func skipMessage(offset: Int64) {
         nextOffset = offset + 1

@@ -220,6 +220,22 @@ final class DeadLetterQueue: Sendable {
         }
     }
 
+    /// Publishes an idle marker into (`topic`, `partition`) of the source topic: an empty value
+    /// with the `spate-idle-marker` header holding the event time it stands for (decimal ms).
+    /// Best effort: a lost marker is sent again at the next idle check.
+    func publishIdleMarker(topic source: String, partition: Int32, eventTimeMs: UInt64) {
+        let token = box.state.withLock { s -> UInt64 in
+            let t = s.nextToken
+            s.nextToken += 1
+            return t  // not in inFlight: the delivery report is ignored
+        }
+        let empty: [UInt8] = []
+        empty.withUnsafeBytes { raw in
+            try? producer.send(
+                topic: source, partition: partition, key: nil, value: raw, headers: [("spate-idle-marker", Array(String(eventTimeMs).utf8)), ("spate-node", Array(node.utf8))], token: token)
+        }
+    }
+
     /// The mark a checkpoint waits for: every dead letter of `partition` published so far.
     func sentCount(partition: Int32) -> UInt64 { box.state.withLock { $0.next[partition] ?? 0 } }
 

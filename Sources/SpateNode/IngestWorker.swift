@@ -22,6 +22,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         var due: Set<Int> = []
         var lastSubmitted: ResumeState?
         var committed: Int64?
+        /// When the last message of this partition arrived, and when this worker last sent it an
+        /// idle marker.
+        var lastMessageAt = ContinuousClock.now
+        var lastMarkerAt: ContinuousClock.Instant?
         init(rollup: PartitionRollup) { self.rollup = rollup }
     }
 
@@ -159,6 +163,21 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         let rollup = slot.rollup
         guard message.offset >= rollup.nextOffset else { return }
         localMessages += 1
+        slot.lastMessageAt = .now
+        // An idle marker (empty value, `spate-idle-marker` header holding an event time): event
+        // time has reached that point. Checked only for empty values, so records pay no header
+        // lookup. Its time obeys the record rules: within 2000..2100 and the lead allowed
+        // after the message's own timestamp.
+        if message.value.isEmpty, let header = message.header("spate-idle-marker") {
+            let ts = UInt64(String(decoding: header, as: UTF8.self)) ?? 0
+            let lead = message.timestampMs > 0 ? UInt64(message.timestampMs) &+ recordLimits.maxEventLeadMs : RecordLimits.maxEventTimeMs
+            if ts >= RecordLimits.minEventTimeMs, ts < RecordLimits.maxEventTimeMs, ts <= lead {
+                rollup.advance(offset: message.offset, eventTimeMs: ts)
+            } else {
+                rollup.skipMessage(offset: message.offset)
+            }
+            return
+        }
         do {
             try decoder.withBatch(message.value, limits: recordLimits, messageTimestampMs: message.timestampMs) { batch in
                 let outcome = try rollup.fold(offset: message.offset, batch: batch)
@@ -213,7 +232,28 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             }
         }
         applyBackpressure()
+        sendIdleMarkers(now: now)
         if now - lastStats >= configuration.ingest.statsInterval { publishStats(force: false) }
+    }
+
+    /// A partition silent for `ingest.idle_marker_after` whose open buckets the wall clock has
+    /// passed (end + allowed lateness) gets an idle marker, so a quiet probe's last buckets —
+    /// top-K buckets above all, written only when they close — close and reach the store.
+    private func sendIdleMarkers(now: ContinuousClock.Instant) {
+        let after = configuration.ingest.idleMarkerAfter
+        guard after > .zero, !paused else { return }
+        let wallMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        for (partition, slot) in slots where now - slot.lastMessageAt >= after {
+            if let last = slot.lastMarkerAt, now - last < after { continue }
+            // The partition's own clock moved on by the silence, never past the wall clock: a
+            // backfill that pauses keeps its event time, a live probe that stops closes its buckets.
+            let silenceMs = UInt64(max(0, (now - slot.lastMessageAt).wholeMilliseconds))
+            let ts = min(wallMs, slot.rollup.maxEventTs &+ silenceMs)
+            guard slot.rollup.wouldClose(atEventTime: ts) else { continue }
+            slot.lastMarkerAt = now
+            deadLetters.publishIdleMarker(topic: configuration.kafka.topic, partition: partition, eventTimeMs: ts)
+            logger.debug("partition \(partition): quiet for \(after); idle marker at event time \(ts)")
+        }
     }
 
     /// Builds and submits a ticket; returns it, or nil when there was nothing new.

@@ -79,6 +79,9 @@ public struct NodeConfiguration: Sendable {
         public var maxEventAge: Duration
         /// …and at most this far after it; outside, the message is dead-lettered.
         public var maxEventLead: Duration
+        /// A partition silent this long whose open buckets the wall clock has passed gets an
+        /// idle marker (docs/DESIGN.md, "Quiet partitions"); zero disables markers.
+        public var idleMarkerAfter: Duration
 
         /// The record rules these settings make.
         public var recordLimits: RecordLimits {
@@ -115,7 +118,7 @@ extension NodeConfiguration {
         ],
         "ingest": [
             "allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes",
-            "max_memory", "store_stall_timeout", "max_event_age", "max_event_lead",
+            "max_memory", "store_stall_timeout", "max_event_age", "max_event_lead", "idle_marker_after",
         ],
     ]
 
@@ -270,7 +273,8 @@ extension NodeConfiguration {
             maxMemory: maxMemory,
             storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)),
             maxEventAge: try duration("ingest.max_event_age", .seconds(90 * 86_400), min: .seconds(1)),
-            maxEventLead: try duration("ingest.max_event_lead", .seconds(3600), min: .seconds(1)))
+            maxEventLead: try duration("ingest.max_event_lead", .seconds(3600), min: .seconds(1)),
+            idleMarkerAfter: try duration("ingest.idle_marker_after", .seconds(60)))
         if ingest.maxPendingBytes > ingest.maxMemory / 2 {
             throw ConfigurationError("ingest.max_pending_bytes", "must be at most half of ingest.max_memory (\(ingest.maxMemory))")
         }
@@ -387,6 +391,7 @@ extension NodeConfiguration {
             "ingest.fetch_queue_bytes = \(ingest.fetchQueueBytes)", "ingest.max_memory = \(ingest.maxMemory)",
             "ingest.store_stall_timeout = \(d(ingest.storeStallTimeout))",
             "ingest.max_event_age = \(d(ingest.maxEventAge))", "ingest.max_event_lead = \(d(ingest.maxEventLead))",
+            "ingest.idle_marker_after = \(d(ingest.idleMarkerAfter))",
         ]
         lines += [
             "query.listen = \(query.listen)", "query.advertise = \(query.advertise)", "query.token = \(query.token == nil ? "(none)" : "***")",

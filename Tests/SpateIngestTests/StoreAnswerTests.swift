@@ -160,4 +160,26 @@ struct RollupEdgeTests {
         let s7 = after.documents.first { $0.values == ["m39-s7"] }
         #expect(s7?.records == 2, "\(after.documents.map(\.values))")
     }
+
+    @Test("an idle marker advances the watermark like a record of its time: top-K buckets close, nothing is folded")
+    func idleMarker() throws {
+        let top = ViewDefinition(name: "sub_5m", bucketMs: 300_000, dimensions: [.subscriber], sketches: [], flushIntervalMs: 1000, topK: 2)
+        let rollup = PartitionRollup(partition: 0, views: [top], latenessMs: 5000, resume: .beginning())
+        var r = SampleRecords.make(count: 2)[1]
+        let end: UInt64 = 1_795_000_200_000  // a 5-minute boundary
+        r.endTimeMs = end - 1000
+        r.startTimeMs = r.endTimeMs
+        try Self.fold(rollup, [r, r], offset: 0)
+        #expect(!rollup.wouldClose(atEventTime: end + 3999))
+        #expect(rollup.wouldClose(atEventTime: end + 5000))
+        rollup.advance(offset: 1, eventTimeMs: end + 5000)
+        #expect(rollup.nextOffset == 2)
+        #expect(rollup.hasClosedBuckets)
+        var sink = Collect()
+        _ = rollup.flush(due: { _ in false }, into: &sink)
+        #expect(sink.documents.map(\.records) == [2])
+        // A marker older than the partition's clock changes nothing.
+        rollup.advance(offset: 2, eventTimeMs: 1)
+        #expect(rollup.maxEventTs == end + 5000)
+    }
 }

@@ -352,4 +352,34 @@ struct IngestEdgeTests {
             #expect(letters.isEmpty, "\(letters.map(\.reason))")
         }
     }
+
+    @Test("a probe that goes quiet: an idle marker closes its last top-K bucket, so top subscriber shows it")
+    func quietProbe() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), partitions: 1, name: "quiet") { bed in
+            bed.views = "  - {name: subscriber_5m, bucket: 5m, dimensions: [subscriber, application], flush_interval: 1s, top_k: 10}"
+            let port = try freePort()
+            bed.query = ["listen": "127.0.0.1:\(port)"]
+            let node = try bed.startNode("a", ingest: ["allowed_lateness": "5s", "idle_marker_after": "2s"], workers: 1)
+            let now = UInt64(Date().timeIntervalSince1970 * 1000)
+            let boundary = now - now % 300_000  // the last 5-minute bucket ends here
+            var batch = RecordBatch(probeID: 4, sequence: 1, createdMs: now, records: [])
+            for k in 0..<30 {
+                var r = Self.record(boundary - 30_000 + UInt64(k) * 1000, app: "quiet-app")
+                r.subscriberID = "quiet-\(k % 3)"
+                batch.records.append(r)
+            }
+            try Self.produce(bed, [(0, batch)])
+            let window = ["--server", "127.0.0.1:\(port)", "--from", String(boundary - 300_000), "--to", String(boundary)]
+            var rows: [JSONValue] = []
+            let deadline = ContinuousClock.now + .seconds(60)
+            while ContinuousClock.now < deadline {
+                rows = try Self.spate(["top", "subscriber", "--metric", "records", "--limit", "5"] + window).json?["rows"]?.arrayValue ?? []
+                if rows.count == 3 { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            #expect(rows.compactMap { $0["value"]?.stringValue }.sorted() == ["quiet-0", "quiet-1", "quiet-2"], "\(bed.nodeLogs())")
+            #expect(rows.compactMap { $0["metric"]?.int64Value } == [10, 10, 10])
+            #expect(node.isRunning)
+        }
+    }
 }
