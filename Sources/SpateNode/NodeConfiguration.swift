@@ -11,7 +11,7 @@ public struct NodeConfiguration: Sendable {
         /// Ingest worker threads (each one Kafka group member owning its partitions).
         public var workers: Int
         public var logLevel: String
-        /// How often the node publishes its state for cluster membership (live: 3 heartbeats).
+        /// How often the node publishes its state for cluster membership (live: 10 heartbeats).
         public var heartbeat: Duration
     }
 
@@ -148,15 +148,15 @@ extension NodeConfiguration {
             guard range.contains(v) else { throw ConfigurationError(p, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
             return v
         }
-        func duration(_ p: String, _ d: Duration, min: Duration = .zero) throws -> Duration {
+        func duration(_ p: String, _ d: Duration, min: Duration = .zero, max: Duration? = nil) throws -> Duration {
             guard let s = try t.scalar(p) else { return d }
-            let v = try ConfigValue.duration(s, key: p)
-            guard v >= min else { throw ConfigurationError(p, "must be at least \(min)") }
+            let v = try ConfigValue.duration(s, key: p, max: max)
+            guard v >= min else { throw ConfigurationError(p, "must be at least \(ConfigValue.describe(min))") }
             return v
         }
-        func bytes(_ p: String, _ d: Int64, min: Int64) throws -> Int64 {
+        func bytes(_ p: String, _ d: Int64, min: Int64, max: Int64? = nil) throws -> Int64 {
             guard let s = try t.scalar(p) else { return d }
-            let v = try ConfigValue.bytes(s, key: p)
+            let v = try ConfigValue.bytes(s, key: p, max: max)
             guard v >= min else { throw ConfigurationError(p, "must be at least \(min) bytes") }
             return v
         }
@@ -211,7 +211,8 @@ extension NodeConfiguration {
             topic: try str("kafka.topic", "spate.flows"),
             group: try str("kafka.group", "spate"),
             deadLetterTopic: try str("kafka.dead_letter_topic", ""),
-            sessionTimeout: try duration("kafka.session_timeout", .seconds(10), min: .seconds(1)),
+            // librdkafka's session.timeout.ms accepts at most one hour.
+            sessionTimeout: try duration("kafka.session_timeout", .seconds(10), min: .seconds(1), max: .seconds(3600)),
             properties: properties)
         var kafkaResolved = kafka
         if kafkaResolved.deadLetterTopic.isEmpty { kafkaResolved.deadLetterTopic = kafka.topic + ".dlq" }
@@ -255,7 +256,8 @@ extension NodeConfiguration {
             maxPendingBytes: try bytes("ingest.max_pending_bytes", maxMemory / 4, min: 1_000_000),
             shutdownGrace: try duration("ingest.shutdown_grace", .seconds(30), min: .seconds(1)),
             statsInterval: try duration("ingest.stats_interval", .seconds(10), min: .milliseconds(100)),
-            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000),
+            // librdkafka's queued.max.messages.kbytes accepts at most 2097151 KiB.
+            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000, max: 2_000_000_000),
             maxMemory: maxMemory,
             storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)))
         if ingest.maxPendingBytes > ingest.maxMemory / 2 {

@@ -37,6 +37,15 @@ struct ConfigurationTests {
             ("elasticsearch: {password: hunter2}", "elasticsearch.password"),
             ("kafka: {properties: {sasl.password: hunter2}}", "kafka.properties.sasl.password"),
             ("ingset: {allowed_lateness: 1m}", "ingset"),
+            ("retention: {max_total_bytes: 1e30TB}", "retention.max_total_bytes"),
+            ("ingest: {shutdown_grace: 1e30d}", "ingest.shutdown_grace"),
+            ("ingest: {max_memory: 1e300GB}", "ingest.max_memory"),
+            ("ingest: {fetch_queue_bytes: 3GB}", "ingest.fetch_queue_bytes"),
+            ("kafka: {session_timeout: 2h}", "kafka.session_timeout"),
+            ("query: {min_refresh: 50d}", "query.min_refresh"),
+            ("query: {idle_timeout: 1e300s}", "query.idle_timeout"),
+            ("node: {workers: 99999999999999999999999}", "node.workers"),
+            ("retention: {max_age: {app_1m: 1e30d}}", "retention.max_age.app_1m"),
         ])
     func invalid(yaml: String, key: String) throws {
         let e = try #require(Self.failure(yaml), "accepted: \(yaml)")
