@@ -1,5 +1,6 @@
 import Foundation
 public import SpateElastic
+import SpateKafka
 public import SpateModel
 
 /// Everything a spate-node runs with. Built once from a YAML file, `SPATE_*` environment
@@ -108,6 +109,37 @@ extension NodeConfiguration {
         ],
     ]
 
+    /// Secrets read from the environment only (never from a key).
+    static let secretEnvironmentNames: Set<String> = ["SPATE_KAFKA_SASL_PASSWORD", "SPATE_ES_PASSWORD", "SPATE_ES_API_KEY", "SPATE_QUERY_TOKEN"]
+
+    /// `SPATE_<SECTION>_<KEY>` → `section.key` for every scalar key.
+    static var environmentKeys: [(String, String)] {
+        var out: [(String, String)] = []
+        for (section, keys) in scalarKeys.merging(["query": queryKeys, "retention": retentionKeys], uniquingKeysWith: { $1 }) {
+            guard let name = sectionEnvironmentNames[section] else { continue }
+            for key in keys { out.append(("SPATE_\(name)_\(key.uppercased())", "\(section).\(key)")) }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// Refuses a variable that claims to configure the node but names no key: any
+    /// `SPATE_<SECTION>_…` with a section of the node (NODE, KAFKA, ES, INGEST, QUERY,
+    /// RETENTION, METRICS) must be a key's variable or a secret's. Other `SPATE_*` variables
+    /// (`SPATE_SERVER`, `SPATE_TOKEN` of the CLI, `SPATE_TOPIC`, `SPATE_BIN_DIR`, `SPATE_TEST_*`,
+    /// the dev-services file's) belong to other tools and are left alone.
+    static func checkEnvironmentNames(_ environment: [String: String]) throws {
+        let known = Set(environmentKeys.map(\.0)).union(secretEnvironmentNames)
+        let prefixes = sectionEnvironmentNames.values.map { "SPATE_\($0)_" }
+        let unknown = environment.keys.filter { name in !known.contains(name) && prefixes.contains { name.hasPrefix($0) } }.sorted()
+        if let first = unknown.first {
+            let section = prefixes.first { first.hasPrefix($0) } ?? "SPATE_"
+            let candidates = known.filter { $0.hasPrefix(section) }.sorted()
+            throw ConfigurationError(
+                first, "unknown environment variable" + (unknown.count > 1 ? " (also: \(unknown.dropFirst().joined(separator: ", ")))" : "")
+                    + "; known \(section)* variables: \(candidates.joined(separator: ", "))")
+        }
+    }
+
     /// Loads and validates. `path` nil means no file (defaults + environment).
     /// - Throws: `ConfigurationError` naming the key and the reason.
     public static func load(path: String?, environment: [String: String], kafkaOverrides: [String: String] = [:]) throws -> NodeConfiguration {
@@ -118,11 +150,9 @@ extension NodeConfiguration {
             }
         }
         let tree = try ConfigTree(yaml: text)
-        for (section, keys) in scalarKeys.merging(["query": queryKeys, "retention": retentionKeys], uniquingKeysWith: { $1 }) {
-            for key in keys {
-                let env = "SPATE_\(sectionEnvironmentNames[section]!)_\(key.uppercased())"
-                if let v = environment[env] { tree.set("\(section).\(key)", v) }
-            }
+        try checkEnvironmentNames(environment)
+        for (env, path) in environmentKeys {
+            if let v = environment[env] { tree.set(path, v) }
         }
         for (env, path) in environmentAliases where environment["SPATE_KAFKA_TOPIC"] == nil {
             if let v = environment[env] { tree.set(path, v) }
@@ -132,6 +162,13 @@ extension NodeConfiguration {
                 "elasticsearch.\(key)", "secrets are not accepted inline; use \(key)_file or SPATE_ES_\(key.uppercased())")
         }
         let config = try build(tree, environment: environment, kafkaOverrides: kafkaOverrides)
+        // librdkafka checks each property when it is set: a bad one stops the node now (exit 2),
+        // not when the first consumer starts.
+        for (key, value) in config.kafka.properties.sorted(by: { $0.key < $1.key }) {
+            if let problem = KafkaLibrary.propertyProblem(key, value) {
+                throw ConfigurationError(kafkaOverrides[key] != nil ? "-X \(key)" : "kafka.properties.\(key)", problem)
+            }
+        }
         let unknown = tree.unknownKeys()
         if let first = unknown.first {
             throw ConfigurationError(first, "unknown key" + (unknown.count > 1 ? " (also: \(unknown.dropFirst().joined(separator: ", ")))" : ""))

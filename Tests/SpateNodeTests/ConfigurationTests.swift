@@ -46,6 +46,7 @@ struct ConfigurationTests {
             ("query: {idle_timeout: 1e300s}", "query.idle_timeout"),
             ("node: {workers: 99999999999999999999999}", "node.workers"),
             ("retention: {max_age: {app_1m: 1e30d}}", "retention.max_age.app_1m"),
+            ("kafka: {properties: {linger.msec: 5}}", "kafka.properties.linger.msec"),
         ])
     func invalid(yaml: String, key: String) throws {
         let e = try #require(Self.failure(yaml), "accepted: \(yaml)")
@@ -74,6 +75,21 @@ struct ConfigurationTests {
         #expect(!printed.contains("s3cret") && !printed.contains("t0ken"), "\(printed)")
         let env = try Self.load("", environment: ["SPATE_KAFKA_SASL_PASSWORD": "fromenv"])
         #expect(env.kafka.properties["sasl.password"] == "fromenv")
+    }
+
+    @Test("an unknown SPATE_<SECTION>_ variable is refused by name; other tools' SPATE_ variables are not")
+    func environmentNames() throws {
+        let e = try #require(Self.failure("", environment: ["SPATE_INGEST_ALOWED_LATENESS": "1m"]))
+        #expect(e.key == "SPATE_INGEST_ALOWED_LATENESS", "\(e)")
+        #expect(e.reason.contains("SPATE_INGEST_ALLOWED_LATENESS"), "\(e)")
+        let others = ["SPATE_SERVER": "a:1", "SPATE_TOKEN": "t", "SPATE_TEST_KAFKA_BOOTSTRAP": "b:1", "SPATE_BIN_DIR": "/", "SPATE_TOPIC": "t.flows"]
+        #expect(try Self.load("", environment: others).kafka.topic == "t.flows")
+    }
+
+    @Test("an invalid -X librdkafka property names the -X key")
+    func badProperty() throws {
+        let e = try #require(Self.failure("", kafka: ["linger.msec": "5"]))
+        #expect(e.key == "-X linger.msec", "\(e)")
     }
 
     @Test("environment variables override the file; metrics and heartbeat settings")
