@@ -36,6 +36,7 @@ public struct SpateNodeServices: Sendable {
             storage: { try await retention.storageReport() }, warnings: { retention.state.withLock { $0.warnings } }, metrics: metrics)
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
         metrics.attach(engine: engine, connections: { server.connectionCount })
+        if configuration.retention.enabled { metrics.attach(retention: { retention.snapshot }) }
         // ServiceGroup stops services one at a time in reverse order: ingest first (flush,
         // checkpoint, commit, leave the group) while Status and /metrics still answer.
         var services: [any Service] = []
