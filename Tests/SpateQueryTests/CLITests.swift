@@ -116,4 +116,28 @@ struct CLINodeTests {
             #expect(once.status == 0, "\(once.output)")
         }
     }
+    @Test("a topic that does not exist is a warning in spate status")
+    func missingTopic() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "cli-topic") { bed in
+            let port = try freePort()
+            bed.query = ["listen": "127.0.0.1:\(port)"]
+            let missing = uniqueName("missing") + ".flows"
+            let yaml = bed.configuration(node: "t", workers: 1).replacingOccurrences(of: "topic: \(bed.topic)", with: "topic: \(missing)")
+            let path = bed.directory + "/t.yaml"
+            try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+            let node = try ChildProcess(try Binaries.path("spate-node"), ["--config", path], logPath: bed.directory + "/t.log")
+            defer {
+                node.signal(SIGKILL)
+                node.wait(timeout: .seconds(10))
+            }
+            var last = ""
+            for _ in 0..<60 {
+                let run = try runSpate(["status", "--server", "127.0.0.1:\(port)", "--timeout", "10"])
+                last = run.output
+                if run.status == 0 && run.output.contains("does not exist") { break }
+                try await Task.sleep(for: .seconds(1))
+            }
+            #expect(last.contains("warning: kafka: topic \(missing) does not exist"), "\(last)\n\(node.output)")
+        }
+    }
 }
