@@ -1,5 +1,6 @@
 import Foundation
 import SpateNode
+import SpateTestSupport
 import Testing
 
 /// Bad configuration fails at start, naming the key and the reason; secrets come only from
@@ -101,5 +102,38 @@ struct ConfigurationTests {
         #expect(c.node.heartbeat == .seconds(5))
         #expect(c.metrics.listen == "0.0.0.0:9500")
         #expect(try Self.load("").metrics.listen == nil)
+    }
+    @Test("every default docs/OPERATIONS.md states is the value --print-config prints")
+    func documentedDefaults() throws {
+        let doc = try String(contentsOfFile: Repository.root + "/docs/OPERATIONS.md", encoding: .utf8)
+        var printed: [String: String] = [:]
+        for line in try Self.load("").printable {
+            let parts = line.components(separatedBy: " = ")
+            if parts.count == 2 { printed[parts[0]] = parts[1] }
+        }
+        /// The documented value as --print-config writes it: durations as Duration, sizes in bytes.
+        func normalized(_ text: String, key: String) -> String {
+            if let last = text.last, last.isLetter, let d = try? ConfigValue.duration(text, key: key) { return "\(d)" }
+            if text.hasSuffix("B"), let b = try? ConfigValue.bytes(text, key: key) { return String(b) }
+            return text.replacingOccurrences(of: ",", with: "")
+        }
+        var checked: [String] = []
+        for line in doc.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 3 else { continue }
+            let names = cells[1].matches(of: /`([a-z_.]+)`/).map { String($0.1) }
+            let defaults = cells[2].components(separatedBy: ", ")
+            guard let first = names.first, names.count == defaults.count, first.contains(".") else { continue }
+            let section = String(first.split(separator: ".")[0])
+            for (name, value) in zip(names, defaults) {
+                // Defaults computed from something else (cores, <host>-<pid>, max_memory/4, = listen) are described, not literal.
+                if value.isEmpty || ["<", "(", "= ", "max_memory", "cores"].contains(where: { value.contains($0) }) { continue }
+                let key = name.contains(".") ? name : "\(section).\(name)"
+                let actual = try #require(printed[key], "OPERATIONS.md documents \(key), which --print-config does not print")
+                #expect(normalized(value, key: key) == actual, "\(key): documented \(value), the code has \(actual)")
+                checked.append(key)
+            }
+        }
+        #expect(checked.contains("retention.check_interval") && checked.count >= 25, "checked only \(checked)")
     }
 }
