@@ -141,3 +141,24 @@ struct CLINodeTests {
         }
     }
 }
+
+/// With the store stopped (SIGSTOP), the CLI still ends at --timeout with exit 1.
+@Suite("spate CLI during a store outage", .serialized, .timeLimit(.minutes(5)))
+struct CLIOutageTests {
+    @Test("osmem-server stopped: status, totals and watch --once end at --timeout with exit 1")
+    func storeStopped() async throws {
+        let services = try DevServices.start()
+        defer { services.stop() }
+        let osmem = try #require(services.osmemPID)
+        try await NodeTestBed.with(services: services, partitions: 1, name: "cli-outage") { bed in
+            let (_, address) = try await startQueryNode(bed)
+            kill(osmem, SIGSTOP)
+            defer { kill(osmem, SIGCONT) }
+            for command in [["status"], ["totals"], ["watch", "totals", "--once"]] {
+                let run = try runSpate(command + ["--server", address, "--timeout", "3"], limit: .seconds(60))
+                #expect(run.status == 1, "\(command): \(run.output)")
+                #expect(run.output.contains("DEADLINE_EXCEEDED"), "\(command): \(run.output)")
+            }
+        }
+    }
+}
