@@ -18,7 +18,7 @@ struct SpateProbeCommand: ParsableCommand {
             Exit codes: 0 every message sent was acknowledged; 1 the run failed (the producer could not start,
             the manifest could not be written); 2 invalid options, -X librdkafka properties included; 3 some
             messages were not acknowledged (the broker stayed away beyond librdkafka's message.timeout.ms,
-            or they were given up after a stop).
+            600 s unless set with -X, or they were given up after a stop).
             """)
 
     /// Like ArgumentParser's, except that invalid options exit 2 instead of 64.
