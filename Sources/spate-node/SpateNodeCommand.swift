@@ -13,14 +13,14 @@ struct SpateNodeCommand: AsyncParsableCommand {
         commandName: "spate-node",
         abstract: "A Spate node: consumes flow records, rolls them up into Elasticsearch, answers queries.",
         discussion: """
-            Configuration comes from --config (YAML), then SPATE_<SECTION>_<KEY> environment variables
-            (sections NODE, KAFKA, ES, INGEST, QUERY, RETENTION, METRICS; e.g. SPATE_KAFKA_BOOTSTRAP, SPATE_ES_URL,
-            SPATE_INGEST_ALLOWED_LATENESS), then -X librdkafka properties. A SPATE_<SECTION>_* variable that names
+            Configuration comes from --config (YAML), then SPATE_<SECTION>_<KEY> environment variables \
+            (sections NODE, KAFKA, ES, INGEST, QUERY, RETENTION, METRICS; e.g. SPATE_KAFKA_BOOTSTRAP, SPATE_ES_URL, \
+            SPATE_INGEST_ALLOWED_LATENESS), then -X librdkafka properties. A SPATE_<SECTION>_* variable that names \
             no key is refused like an unknown key; other SPATE_* variables belong to other tools and are ignored.
-            Secrets only from files or the environment (SPATE_KAFKA_SASL_PASSWORD, SPATE_ES_PASSWORD,
+            Secrets only from files or the environment (SPATE_KAFKA_SASL_PASSWORD, SPATE_ES_PASSWORD, \
             SPATE_ES_API_KEY, SPATE_QUERY_TOKEN).
-            Exit codes: 0 after a clean SIGTERM/SIGINT (flush, checkpoint, commit, leave the group); 1 when
-            shutdown could not finish or a service failed; 2 for any configuration error (invalid or unknown key,
+            Exit codes: 0 after a clean SIGTERM/SIGINT (flush, checkpoint, commit, leave the group); 1 when \
+            shutdown could not finish or a service failed; 2 for any configuration error (invalid or unknown key, \
             variable, -X property or option, a listen address in use), with the key named.
             """)
 

@@ -11,13 +11,13 @@ struct SpateProbeCommand: ParsableCommand {
         abstract: "Simulates DPI probes: publishes realistic flow records to Kafka and writes an exact manifest.",
         discussion: """
             Each Kafka message is one RecordBatch of --batch records from one probe, keyed by the probe id.
-            The manifest counts only records whose messages the broker acknowledged. The same --seed (with
+            The manifest counts only records whose messages the broker acknowledged. The same --seed (with \
             the same other options) produces byte-identical messages.
-            SIGTERM/SIGINT: send nothing more, wait at most 3 s for outstanding acknowledgements, give up the
+            SIGTERM/SIGINT: send nothing more, wait at most 3 s for outstanding acknowledgements, give up the \
             rest (counted as failed), write the manifest and exit.
-            Exit codes: 0 every message sent was acknowledged; 1 the run failed (the producer could not start,
-            the manifest could not be written); 2 invalid options, -X librdkafka properties included; 3 some
-            messages were not acknowledged (the broker stayed away beyond librdkafka's message.timeout.ms,
+            Exit codes: 0 every message sent was acknowledged; 1 the run failed (the producer could not start, \
+            the manifest could not be written); 2 invalid options, -X librdkafka properties included; 3 some \
+            messages were not acknowledged (the broker stayed away beyond librdkafka's message.timeout.ms, \
             600 s unless set with -X, or they were given up after a stop).
             """)
 

@@ -11,11 +11,11 @@ struct SpateCommand: AsyncParsableCommand {
         commandName: "spate",
         abstract: "Query a Spate cluster: status, views, top-N, time series, totals, distinct, quantiles, live dashboards.",
         discussion: """
-            Talks to any node's query port (--server or $SPATE_SERVER, default 127.0.0.1:7400). A token comes from
-            --token-file or $SPATE_TOKEN, never the command line. Every call, from connecting to the last byte, ends
+            Talks to any node's query port (--server or $SPATE_SERVER, default 127.0.0.1:7400). A token comes from \
+            --token-file or $SPATE_TOKEN, never the command line. Every call, from connecting to the last byte, ends \
             within --timeout seconds (default 30).
-            Exit codes: 0 ok; 1 server or connection error (unreachable, DEADLINE_EXCEEDED, UNAUTHENTICATED,
-            UNAVAILABLE, INTERNAL); 2 invalid input, whether the CLI refuses it (options, ranges, filters, numbers out
+            Exit codes: 0 ok; 1 server or connection error (unreachable, DEADLINE_EXCEEDED, UNAUTHENTICATED, \
+            UNAVAILABLE, INTERNAL); 2 invalid input, whether the CLI refuses it (options, ranges, filters, numbers out \
             of range) or the node does (INVALID_ARGUMENT, NOT_FOUND: unknown view, dimension, metric or range).
             """,
         subcommands: [Status.self, Views.self, Top.self, Series.self, Totals.self, Distinct.self, Quantiles.self, Watch.self, Storage.self])

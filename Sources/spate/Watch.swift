@@ -93,9 +93,9 @@ struct Watch: AsyncParsableCommand {
               spate watch top application --metric bytes --range 15m
               spate watch series --split-by application --range 1h
               spate watch totals
-            Every viewer of the same widget shares one refresh loop on the node. With --once the command ends when
-            every widget has answered, or at --timeout; like --seconds, it exits 0 only when every widget answered,
-            2 when the node refused a widget's query (INVALID_ARGUMENT, NOT_FOUND), 1 otherwise.
+            Every viewer of the same widget shares one refresh loop on the node. With --once the command ends when \
+            every widget has answered, or at --timeout; like --seconds, it exits 0 only when every widget answered, \
+            2 when the node refused a widget's query (INVALID_ARGUMENT, NOT_FOUND), 1 otherwise. \
             --format csv needs a single widget (one CSV table); json and csv print once, at the end.
             """)
 
