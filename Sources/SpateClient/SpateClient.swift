@@ -116,6 +116,9 @@ public final class SpateClient: Sendable {
         }
     }
 
+    /// Whether the connection is still open (false once the node closed it or `close()` ran).
+    public var isConnected: Bool { channel.isActive }
+
     /// Closes the connection (calls in flight fail with CANCELLED).
     public func close() async {
         try? await channel.close()

@@ -176,15 +176,20 @@ struct Watch: AsyncParsableCommand {
         // --once is a call like any other: bounded by --timeout from the start of the command.
         let ends = [seconds.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) }, once ? connection.deadlineInstant : nil].compactMap { $0 }.min()
         let once = self.once
-        try await withClient(connection, boundedCall: false) { client in
+        let format = connection.format
+        let reconnect: ClientConfiguration
+        do { reconnect = try connection.clientConfiguration(connectTimeout: .seconds(5)) } catch let e as RPCError { throw reportFailure(e) }
+        try await withClient(connection, boundedCall: false) { first in
             screen.begin()
             defer { screen.end() }
             let stop = SignalStop()
+            let connection = WatchConnection(first, configuration: reconnect)
             await withTaskGroup(of: Void.self) { group in
                 for (i, w) in dashboard.widgets.enumerated() {
                     group.addTask {
                         while !Task.isCancelled {
                             do {
+                                let client = try await connection.client()
                                 for try await r in client.watch(w.query, refreshMs: dashboard.refreshMs) { screen.update(i, .success(r)) }
                                 screen.update(i, .failure(RPCError(.unavailable, "the watch ended")))
                             } catch let e as RPCError {
@@ -214,12 +219,47 @@ struct Watch: AsyncParsableCommand {
                 screen.freeze()
                 group.cancelAll()
             }
-            if !screen.interactive { screen.printOnce(format: connection.format) }
+            await connection.closeReplacements()
+            if !screen.interactive { screen.printOnce(format: format) }
         }
         // The exit code tells whether every widget answered (not after Ctrl-C of a live screen).
         if !screen.interactive || once, let failure = screen.worstFailure() {
             throw reportFailure(failure)
         }
+    }
+}
+
+/// A watch's connection to the node: when the node closed it (a restart, a rolling
+/// upgrade), the next widget to ask opens a new one, so a live dashboard recovers by itself.
+actor WatchConnection {
+    private var current: SpateClient
+    private var connecting: Task<SpateClient, any Error>?
+    private var replacements: [SpateClient] = []
+    private let configuration: ClientConfiguration
+
+    init(_ client: SpateClient, configuration: ClientConfiguration) {
+        current = client
+        self.configuration = configuration
+    }
+
+    /// The open connection, reconnecting (once, shared by every widget) when it was closed.
+    func client() async throws -> SpateClient {
+        if current.isConnected { return current }
+        if let connecting { return try await connecting.value }
+        let configuration = self.configuration
+        let task = Task { try await SpateClient.connect(configuration) }
+        connecting = task
+        defer { connecting = nil }
+        let fresh = try await task.value
+        current = fresh
+        replacements.append(fresh)
+        return fresh
+    }
+
+    /// Closes the connections opened here (the first one belongs to the caller).
+    func closeReplacements() async {
+        for c in replacements { await c.close() }
+        replacements = []
     }
 }
 

@@ -116,6 +116,30 @@ struct CLINodeTests {
             #expect(once.status == 0, "\(once.output)")
         }
     }
+    @Test("a live watch reconnects after the node restarts and shows answers again, not the lost connection")
+    func watchReconnects() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "cli-reconnect") { bed in
+            let (node, address) = try await startQueryNode(bed)
+            let log = bed.directory + "/watch.log"
+            let watch = try ChildProcess(try Binaries.path("spate"), ["watch", "totals", "--format", "json", "--refresh", "1s", "--server", address], logPath: log)
+            defer { if watch.isRunning { watch.signal(SIGKILL) } }
+            try await Task.sleep(for: .seconds(3))
+            node.signal(SIGTERM)
+            #expect(node.wait(timeout: .seconds(60)) != nil)
+            try await Task.sleep(for: .seconds(2))
+            // The same configuration, so the same query port.
+            let restarted = try bed.startNode("q", workers: 1)
+            for _ in 0..<200 where (try? RawConnection(address: address)) == nil { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(restarted.isRunning, "\(restarted.output)")
+            try await Task.sleep(for: .seconds(5))
+            watch.signal(SIGINT)
+            #expect(watch.wait(timeout: .seconds(30)) == 0, "\(watch.output)")
+            let json = try JSONParser.parse(Array(watch.output.utf8))
+            let widget = json["widgets"]?[0]
+            #expect(widget?["result"] != nil && widget?["error"] == nil, "\(watch.output)")
+        }
+    }
+
     @Test("a topic that does not exist is a warning in spate status")
     func missingTopic() async throws {
         try await NodeTestBed.with(services: try TestServices.shared(), name: "cli-topic") { bed in
