@@ -27,13 +27,30 @@ public struct ClientConfiguration: Sendable {
     }
 
     /// Parses "host:port".
-    public init(address: String, token: String? = nil, tls: Bool = false, caFile: String? = nil) throws {
+    public init(address: String, token: String? = nil, tls: Bool = false, caFile: String? = nil, connectTimeout: Duration = .seconds(5)) throws {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else {
             throw RPCError(.invalidArgument, "server address '\(address)' must be host:port")
         }
         var host = String(address[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.init(host: host, port: port, token: token, tls: tls, caFile: caFile)
+        self.init(host: host, port: port, token: token, tls: tls, caFile: caFile, connectTimeout: connectTimeout)
+    }
+}
+
+/// Runs `body`; when it has not finished by `deadline`, cancels it and throws `error`.
+/// `body` must end soon after cancellation (the client's calls and connection set-up do).
+public func withDeadline<T: Sendable>(
+    _ deadline: ContinuousClock.Instant, error: RPCError, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(until: deadline, clock: .continuous)
+            throw error
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next() else { throw error }
+        return first
     }
 }
 
@@ -99,6 +116,9 @@ public final class SpateClient: Sendable {
         }
     }
 
+    /// Whether the connection is still open (false once the node closed it or `close()` ran).
+    public var isConnected: Bool { channel.isActive }
+
     /// Closes the connection (calls in flight fail with CANCELLED).
     public func close() async {
         try? await channel.close()
@@ -114,20 +134,31 @@ public final class SpateClient: Sendable {
         return handler.startCall(CallHeaders(method: method, timeoutMs: ms, metadata: md), request: request, channel: channel)
     }
 
-    /// A unary call's single answer.
+    /// A unary call's single answer. With a `timeout` the call is bounded on both sides: the
+    /// server gets it as the call's deadline, and the client gives up with DEADLINE_EXCEEDED
+    /// when no complete answer arrived in time (a stopped or unreachable node).
     public func unary(_ method: Method, request: [UInt8] = [], timeout: Duration? = .seconds(30)) async throws -> [UInt8] {
-        var answer: [UInt8]?
-        for try await m in call(method.rawValue, request: request, timeout: timeout) { answer = m }
-        guard let answer else { throw RPCError(.internal, "\(method.rawValue) ended without an answer") }
-        return answer
+        let stream = call(method.rawValue, request: request, timeout: timeout)
+        let name = method.rawValue
+        let collect: @Sendable () async throws -> [UInt8] = {
+            var answer: [UInt8]?
+            for try await m in stream { answer = m }
+            guard let answer else {
+                try Task.checkCancellation()
+                throw RPCError(.internal, "\(name) ended without an answer")
+            }
+            return answer
+        }
+        guard let timeout else { return try await collect() }
+        return try await withDeadline(.now + timeout, error: RPCError(.deadlineExceeded, "\(name): no complete answer within \(timeout)"), collect)
     }
 
     public func status(timeout: Duration? = .seconds(30)) async throws -> ClusterStatus {
         try WireMessages.decodeClusterStatus(try await unary(.status, timeout: timeout))
     }
 
-    public func views() async throws -> [ViewSummary] {
-        try WireMessages.decodeViews(try await unary(.listViews))
+    public func views(timeout: Duration? = .seconds(30)) async throws -> [ViewSummary] {
+        try WireMessages.decodeViews(try await unary(.listViews, timeout: timeout))
     }
 
     public func query(_ q: Query, timeout: Duration? = .seconds(30)) async throws -> QueryResult {
@@ -135,8 +166,8 @@ public final class SpateClient: Sendable {
         return try WireMessages.decodeQueryResult(try await unary(.query, request: WireMessages.encode(q), timeout: timeout), distinctExpected: isDistinct)
     }
 
-    public func storage() async throws -> StorageReport {
-        try WireMessages.decodeStorage(try await unary(.storage))
+    public func storage(timeout: Duration? = .seconds(30)) async throws -> StorageReport {
+        try WireMessages.decodeStorage(try await unary(.storage, timeout: timeout))
     }
 
     /// Answers at every refresh until the stream is no longer iterated (which cancels the call).
@@ -276,10 +307,13 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
         pings.values.forEach { $0.resume(throwing: error) }
     }
 
+    /// Waits for the server's preface, at most `timeout`; on timeout or cancellation every
+    /// waiter is released (the connection is given up), so nothing is left hanging.
     func waitForPreface(timeout: Duration) async throws {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await withCheckedThrowingContinuation { c in
+        let expired = RPCError(.unavailable, "no answer from the server within \(timeout) (is it a Spate node, and TLS on both sides or neither?)")
+        try await withDeadline(.now + timeout, error: expired) {
+            try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                     let ready = self.state.withLock { s -> Result<Bool, RPCError> in
                         if let f = s.failure { return .failure(f) }
                         if s.prefaceReceived { return .success(true) }
@@ -292,13 +326,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
                     case .success(false): break
                     }
                 }
+            } onCancel: {
+                self.fail(expired)
             }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                throw RPCError(.unavailable, "no answer from the server within \(timeout) (is it a Spate node, and TLS on both sides or neither?)")
-            }
-            try await group.next()
-            group.cancelAll()
         }
     }
 

@@ -26,6 +26,18 @@ public enum KafkaLibrary {
     }
 }
 
+extension KafkaLibrary {
+    /// Why librdkafka refuses `value` for property `key` (unknown name, bad value), or nil when
+    /// it accepts it. Lets a program refuse bad properties at start, before any client exists.
+    public static func propertyProblem(_ key: String, _ value: String) -> String? {
+        guard let conf = rd_kafka_conf_new() else { return "librdkafka could not allocate a configuration" }
+        defer { rd_kafka_conf_destroy(conf) }
+        var errstr = [CChar](repeating: 0, count: 512)
+        guard rd_kafka_conf_set(conf, key, value, &errstr, errstr.count) != RD_KAFKA_CONF_OK else { return nil }
+        return String(decoding: errstr.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
 /// The configuration properties of one client, validated by librdkafka as they are applied.
 struct KafkaConf {
     /// Builds an `rd_kafka_conf_t`; throws `configuration` naming the key librdkafka rejected.

@@ -150,6 +150,12 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
+    /// Gives up every message not yet acknowledged, queued or in flight: each gets a failed
+    /// delivery report (served by the report thread as usual) instead of further retries.
+    public func purge() {
+        _ = rd_kafka_purge(rk, Int32(RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT))
+    }
+
     /// Flushes for up to `timeout`, then stops the report thread. Further sends fail.
     public func close(timeout: Duration) {
         guard !closed.exchange(true, ordering: .acquiringAndReleasing) else { return }

@@ -24,14 +24,18 @@ final class MetricsServer: Service, Sendable {
     func run() async throws {
         let (host, port) = try ConfigValue.listenAddress(listen, key: "metrics.listen")
         let metrics = self.metrics
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
                 }
             }
-            .bind(host: host, port: port).get()
+        let channel: any Channel
+        do { channel = try await bootstrap.bind(host: host, port: port).get() } catch {
+            try? await group.shutdownGracefully()
+            throw ConfigurationError("metrics.listen", "cannot listen on \(listen): \(error)")
+        }
         bound.withLock { $0 = channel }
         logger.info("metrics listener on \(channel.localAddress.map { "\($0)" } ?? listen) (GET /metrics)")
         await withGracefulShutdownHandler {

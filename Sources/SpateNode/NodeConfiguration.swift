@@ -1,5 +1,6 @@
 import Foundation
 public import SpateElastic
+import SpateKafka
 public import SpateModel
 public import SpateCodec
 
@@ -12,7 +13,7 @@ public struct NodeConfiguration: Sendable {
         /// Ingest worker threads (each one Kafka group member owning its partitions).
         public var workers: Int
         public var logLevel: String
-        /// How often the node publishes its state for cluster membership (live: 3 heartbeats).
+        /// How often the node publishes its state for cluster membership (live: 10 heartbeats).
         public var heartbeat: Duration
     }
 
@@ -122,6 +123,37 @@ extension NodeConfiguration {
         ],
     ]
 
+    /// Secrets read from the environment only (never from a key).
+    static let secretEnvironmentNames: Set<String> = ["SPATE_KAFKA_SASL_PASSWORD", "SPATE_ES_PASSWORD", "SPATE_ES_API_KEY", "SPATE_QUERY_TOKEN"]
+
+    /// `SPATE_<SECTION>_<KEY>` → `section.key` for every scalar key.
+    static var environmentKeys: [(String, String)] {
+        var out: [(String, String)] = []
+        for (section, keys) in scalarKeys.merging(["query": queryKeys, "retention": retentionKeys], uniquingKeysWith: { $1 }) {
+            guard let name = sectionEnvironmentNames[section] else { continue }
+            for key in keys { out.append(("SPATE_\(name)_\(key.uppercased())", "\(section).\(key)")) }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+
+    /// Refuses a variable that claims to configure the node but names no key: any
+    /// `SPATE_<SECTION>_…` with a section of the node (NODE, KAFKA, ES, INGEST, QUERY,
+    /// RETENTION, METRICS) must be a key's variable or a secret's. Other `SPATE_*` variables
+    /// (`SPATE_SERVER`, `SPATE_TOKEN` of the CLI, `SPATE_TOPIC`, `SPATE_BIN_DIR`, `SPATE_TEST_*`,
+    /// the dev-services file's) belong to other tools and are left alone.
+    static func checkEnvironmentNames(_ environment: [String: String]) throws {
+        let known = Set(environmentKeys.map(\.0)).union(secretEnvironmentNames)
+        let prefixes = sectionEnvironmentNames.values.map { "SPATE_\($0)_" }
+        let unknown = environment.keys.filter { name in !known.contains(name) && prefixes.contains { name.hasPrefix($0) } }.sorted()
+        if let first = unknown.first {
+            let section = prefixes.first { first.hasPrefix($0) } ?? "SPATE_"
+            let candidates = known.filter { $0.hasPrefix(section) }.sorted()
+            throw ConfigurationError(
+                first, "unknown environment variable" + (unknown.count > 1 ? " (also: \(unknown.dropFirst().joined(separator: ", ")))" : "")
+                    + "; known \(section)* variables: \(candidates.joined(separator: ", "))")
+        }
+    }
+
     /// Loads and validates. `path` nil means no file (defaults + environment).
     /// - Throws: `ConfigurationError` naming the key and the reason.
     public static func load(path: String?, environment: [String: String], kafkaOverrides: [String: String] = [:]) throws -> NodeConfiguration {
@@ -132,11 +164,9 @@ extension NodeConfiguration {
             }
         }
         let tree = try ConfigTree(yaml: text)
-        for (section, keys) in scalarKeys.merging(["query": queryKeys, "retention": retentionKeys], uniquingKeysWith: { $1 }) {
-            for key in keys {
-                let env = "SPATE_\(sectionEnvironmentNames[section]!)_\(key.uppercased())"
-                if let v = environment[env] { tree.set("\(section).\(key)", v) }
-            }
+        try checkEnvironmentNames(environment)
+        for (env, path) in environmentKeys {
+            if let v = environment[env] { tree.set(path, v) }
         }
         for (env, path) in environmentAliases where environment["SPATE_KAFKA_TOPIC"] == nil {
             if let v = environment[env] { tree.set(path, v) }
@@ -146,6 +176,13 @@ extension NodeConfiguration {
                 "elasticsearch.\(key)", "secrets are not accepted inline; use \(key)_file or SPATE_ES_\(key.uppercased())")
         }
         let config = try build(tree, environment: environment, kafkaOverrides: kafkaOverrides)
+        // librdkafka checks each property when it is set: a bad one stops the node now (exit 2),
+        // not when the first consumer starts.
+        for (key, value) in config.kafka.properties.sorted(by: { $0.key < $1.key }) {
+            if let problem = KafkaLibrary.propertyProblem(key, value) {
+                throw ConfigurationError(kafkaOverrides[key] != nil ? "-X \(key)" : "kafka.properties.\(key)", problem)
+            }
+        }
         let unknown = tree.unknownKeys()
         if let first = unknown.first {
             throw ConfigurationError(first, "unknown key" + (unknown.count > 1 ? " (also: \(unknown.dropFirst().joined(separator: ", ")))" : ""))
@@ -162,15 +199,15 @@ extension NodeConfiguration {
             guard range.contains(v) else { throw ConfigurationError(p, "\(v) is outside \(range.lowerBound)...\(range.upperBound)") }
             return v
         }
-        func duration(_ p: String, _ d: Duration, min: Duration = .zero) throws -> Duration {
+        func duration(_ p: String, _ d: Duration, min: Duration = .zero, max: Duration? = nil) throws -> Duration {
             guard let s = try t.scalar(p) else { return d }
-            let v = try ConfigValue.duration(s, key: p)
-            guard v >= min else { throw ConfigurationError(p, "must be at least \(min)") }
+            let v = try ConfigValue.duration(s, key: p, max: max)
+            guard v >= min else { throw ConfigurationError(p, "must be at least \(ConfigValue.describe(min))") }
             return v
         }
-        func bytes(_ p: String, _ d: Int64, min: Int64) throws -> Int64 {
+        func bytes(_ p: String, _ d: Int64, min: Int64, max: Int64? = nil) throws -> Int64 {
             guard let s = try t.scalar(p) else { return d }
-            let v = try ConfigValue.bytes(s, key: p)
+            let v = try ConfigValue.bytes(s, key: p, max: max)
             guard v >= min else { throw ConfigurationError(p, "must be at least \(min) bytes") }
             return v
         }
@@ -225,7 +262,8 @@ extension NodeConfiguration {
             topic: try str("kafka.topic", "spate.flows"),
             group: try str("kafka.group", "spate"),
             deadLetterTopic: try str("kafka.dead_letter_topic", ""),
-            sessionTimeout: try duration("kafka.session_timeout", .seconds(10), min: .seconds(1)),
+            // librdkafka's session.timeout.ms accepts at most one hour.
+            sessionTimeout: try duration("kafka.session_timeout", .seconds(10), min: .seconds(1), max: .seconds(3600)),
             properties: properties)
         var kafkaResolved = kafka
         if kafkaResolved.deadLetterTopic.isEmpty { kafkaResolved.deadLetterTopic = kafka.topic + ".dlq" }
@@ -269,7 +307,8 @@ extension NodeConfiguration {
             maxPendingBytes: try bytes("ingest.max_pending_bytes", maxMemory / 4, min: 1_000_000),
             shutdownGrace: try duration("ingest.shutdown_grace", .seconds(30), min: .seconds(1)),
             statsInterval: try duration("ingest.stats_interval", .seconds(10), min: .milliseconds(100)),
-            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000),
+            // librdkafka's queued.max.messages.kbytes accepts at most 2097151 KiB.
+            fetchQueueBytes: try bytes("ingest.fetch_queue_bytes", min(32_000_000, maxMemory / 16), min: 1_000_000, max: 2_000_000_000),
             maxMemory: maxMemory,
             storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)),
             maxEventAge: try duration("ingest.max_event_age", .seconds(90 * 86_400), min: .seconds(1)),

@@ -3,6 +3,18 @@ import SpateQuery
 import SpateWire
 import Synchronization
 
+/// Retention as `/metrics` shows it.
+struct RetentionSnapshot: Sendable {
+    /// When retention last ran anywhere in the cluster (Unix ms; 0: never).
+    var lastRunMs: UInt64
+    /// Indices this node deleted since it started.
+    var deletedIndices: UInt64
+    /// Bytes over `retention.max_total_bytes` after the last run.
+    var bytesOverCap: Int64
+    /// Whether this node holds the retention lease.
+    var holdsLease: Bool
+}
+
 /// The node's Prometheus registry. The ingest hot path keeps plain atomics (`NodeCounters`);
 /// they are copied into Prometheus counters and gauges when `/metrics` is scraped, so a scrape
 /// costs the scraper, never the workers. Latencies are recorded as they happen in histograms.
@@ -29,6 +41,10 @@ public final class NodeMetrics: Sendable {
     private let storeQueries: Counter
     private let coalesced: Counter
     private let connections: Gauge
+    /// Filled when retention is enabled.
+    private let retention = Mutex<(@Sendable () -> RetentionSnapshot)?>(nil)
+    private let retentionGauges: (lastRun: Gauge, overCap: Gauge, lease: Gauge)
+    private let retentionDeleted: Counter
 
     public init(counters: NodeCounters, registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
@@ -72,6 +88,15 @@ public final class NodeMetrics: Sendable {
         storeQueries = registry.makeCounter(descriptor: d("query", "store_requests", "total", "Searches sent to the store"))
         coalesced = registry.makeCounter(descriptor: d("query", "coalesced", "total", "Queries that joined an identical one in flight"))
         connections = registry.makeGauge(descriptor: d("query", "connections", "count", "Open query connections"))
+        retentionGauges = (
+            registry.makeGauge(descriptor: d("retention", "last_run_timestamp", "seconds", "When retention last ran in the cluster (Unix time; 0: never)")),
+            registry.makeGauge(descriptor: d("retention", "over_cap", "bytes", "Bytes of Spate indices over retention.max_total_bytes after the last run")),
+            registry.makeGauge(descriptor: d("retention", "lease_held", "", "1 when this node holds the retention lease")))
+        retentionDeleted = registry.makeCounter(descriptor: d("retention", "deleted_indices", "total", "Daily indices this node deleted"))
+    }
+
+    func attach(retention reader: @escaping @Sendable () -> RetentionSnapshot) {
+        retention.withLock { $0 = reader }
     }
 
     func attach(engine: QueryEngine, connections: @escaping @Sendable () -> Int) {
@@ -121,6 +146,12 @@ public final class NodeMetrics: Sendable {
                 advance("store_requests", storeQueries, to: q.engine.storeQueries.load(ordering: .relaxed))
                 advance("coalesced", coalesced, to: q.engine.coalesced.load(ordering: .relaxed))
                 connections.set(to: Double(q.connections()))
+            }
+            if let r = retention.withLock({ $0 })?() {
+                retentionGauges.lastRun.set(to: Double(r.lastRunMs) / 1000)
+                retentionGauges.overCap.set(to: Double(r.bytesOverCap))
+                retentionGauges.lease.set(to: r.holdsLease ? 1 : 0)
+                advance("retention_deleted", retentionDeleted, to: r.deletedIndices)
             }
             let progress = counters.progress
             for (partition, gauges) in s.lag where progress[partition] == nil {

@@ -35,9 +35,9 @@ extension NodeConfiguration {
             guard let v = Int(s), r.contains(v) else { throw ConfigurationError("query.\(k)", "'\(s)' must be a whole number in \(r.lowerBound)...\(r.upperBound)") }
             return v
         }
-        func duration(_ k: String, _ d: Duration) throws -> Duration {
+        func duration(_ k: String, _ d: Duration, max: Duration? = nil) throws -> Duration {
             guard let s = try t.scalar("query.\(k)") else { return d }
-            return try ConfigValue.duration(s, key: "query.\(k)")
+            return try ConfigValue.duration(s, key: "query.\(k)", max: max)
         }
         let listen = try str("listen", "127.0.0.1:7400")
         let port = try ConfigValue.listenAddress(listen, key: "query.listen").port
@@ -70,6 +70,7 @@ extension NodeConfiguration {
             idleTimeout: try duration("idle_timeout", .seconds(300)),
             maxDeadline: try duration("max_deadline", .seconds(60)),
             token: token, tlsCertificateFile: cert, tlsKeyFile: key,
-            minimumRefresh: try duration("min_refresh", .seconds(1)))
+            // Refresh intervals travel as 32-bit milliseconds; an hour is plenty.
+            minimumRefresh: try duration("min_refresh", .seconds(1), max: .seconds(3600)))
     }
 }

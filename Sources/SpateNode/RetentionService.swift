@@ -21,6 +21,14 @@ final class RetentionService: Service, Sendable {
         var lastRun = ""
         var warnings: [String] = []
         var deletedIndices: UInt64 = 0
+        /// Bytes of Spate indices over `retention.max_total_bytes` after the last run (0: under).
+        var bytesOverCap: Int64 = 0
+    }
+
+    /// What `/metrics` shows: the cluster's last run, as recorded in the lease by whichever
+    /// node ran it, and this node's own deletions and lease.
+    var snapshot: RetentionSnapshot {
+        state.withLock { RetentionSnapshot(lastRunMs: $0.lastRunMs, deletedIndices: $0.deletedIndices, bytesOverCap: $0.bytesOverCap, holdsLease: $0.holding) }
     }
 
     static let leaseID = "retention"
@@ -63,6 +71,20 @@ final class RetentionService: Service, Sendable {
         let doc = try await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID)
         let owner = doc?.source["owner"]?.stringValue ?? ""
         let expires = doc?.source["expires_at"]?.int64Value ?? 0
+        // Every node learns the last run's outcome from the lease, so that `spate status` and
+        // `/metrics` of any node show it, not only the holder's.
+        if let doc {
+            let lastRun = UInt64(max(0, doc.source["last_run_at"]?.int64Value ?? 0))
+            let warnings = doc.source["warnings"]?.arrayValue?.compactMap(\.stringValue)
+            let over = doc.source["bytes_over_cap"]?.int64Value
+            state.withLock {
+                if lastRun > $0.lastRunMs {
+                    $0.lastRunMs = lastRun
+                    if let warnings { $0.warnings = warnings }
+                    if let over { $0.bytesOverCap = over }
+                }
+            }
+        }
         guard doc == nil || owner == me || expires < now else {
             state.withLock {
                 $0.owner = owner
@@ -75,7 +97,9 @@ final class RetentionService: Service, Sendable {
         source["expires_at"] = .integer(now + leaseMs)
         source["acquired_at"] = owner == me ? (doc?.source["acquired_at"] ?? .integer(now)) : .integer(now)
         if let last = doc?.source["last_run_at"] { source["last_run_at"] = last }
-        if let last = doc?.source["last_run"] { source["last_run"] = last }
+        for key in ["last_run", "warnings", "bytes_over_cap"] {
+            if let v = doc?.source[key] { source[key] = v }
+        }
         let won = try await client.putDocumentIfUnchanged(
             index: naming.leaseIndex, id: Self.leaseID, source: .object(source), ifSeqNo: doc?.seqNo, ifPrimaryTerm: doc?.primaryTerm)
         if won && owner != me { logger.info("retention: lease acquired (previous holder: \(owner.isEmpty ? "none" : owner))") }
@@ -105,7 +129,9 @@ final class RetentionService: Service, Sendable {
         }
     }
 
-    func plan() async throws -> RetentionPlan {
+    /// The plan over the daily indices, and the part of the cap left to them (the cap minus
+    /// the non-daily indices).
+    func plan() async throws -> (plan: RetentionPlan, dailyCap: Int64) {
         let today = Self.now() / 86_400_000
         let all = try await client.catIndices("\(naming.prefix)-*")
         let daily = try await dailyIndices()
@@ -117,12 +143,13 @@ final class RetentionService: Service, Sendable {
             ages[v.name] = configuration.retentionDays(for: v)
             buckets[v.name] = v.bucketMs
         }
-        return RetentionPlan(indices: daily, maxAgeDays: ages, bucketMs: buckets, today: today, maxTotalBytes: configuration.retention.maxTotalBytes - fixed)
+        let cap = configuration.retention.maxTotalBytes - fixed
+        return (RetentionPlan(indices: daily, maxAgeDays: ages, bucketMs: buckets, today: today, maxTotalBytes: cap), cap)
     }
 
     /// One retention pass under the lease.
     func runOnce() async throws {
-        let plan = try await plan()
+        let (plan, dailyCap) = try await plan()
         var deleted: [String] = []
         for d in plan.deletions {
             // Renew before each deletion; stop as soon as the lease is someone else's.
@@ -143,16 +170,20 @@ final class RetentionService: Service, Sendable {
         }
         let now = Self.now()
         let summary = "deleted \(deleted.count) indices\(deleted.isEmpty ? "" : ": " + deleted.joined(separator: ", "))"
+        let over = max(0, plan.remainingBytes - dailyCap)
         state.withLock {
             $0.lastRunMs = UInt64(now)
             $0.lastRun = summary
             $0.warnings = warnings
             $0.deletedIndices += UInt64(deleted.count)
+            $0.bytesOverCap = over
         }
         if let doc = try await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID), doc.source["owner"]?.stringValue == me {
             var source = doc.source.objectValue ?? JSONObject()
             source["last_run_at"] = .integer(now)
             source["last_run"] = .string(String(summary.prefix(2000)))
+            source["warnings"] = .array(warnings.map { .string($0) })
+            source["bytes_over_cap"] = .integer(over)
             _ = try await client.putDocumentIfUnchanged(
                 index: naming.leaseIndex, id: Self.leaseID, source: .object(source), ifSeqNo: doc.seqNo, ifPrimaryTerm: doc.primaryTerm)
         }

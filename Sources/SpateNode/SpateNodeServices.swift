@@ -29,19 +29,23 @@ public struct SpateNodeServices: Sendable {
             client: queryClient, naming: naming,
             views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) })
         let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
+        let topicCheck = TopicCheck(configuration: configuration, logger: logger)
         let local = LocalStatus(configuration: configuration, counters: counters)
         let membership = Membership(configuration: configuration, client: queryClient, local: { local.current() }, logger: logger)
         let service = QueryService(
             configuration: configuration, elastic: queryClient, engine: engine, version: Self.version,
             local: local, cluster: { await membership.members() },
-            storage: { try await retention.storageReport() }, warnings: { [ingest] in ingest.warnings() + retention.state.withLock { $0.warnings } }, metrics: metrics)
+            storage: { try await retention.storageReport() },
+            warnings: { [ingest] in [topicCheck.warning].compactMap { $0 } + ingest.warnings() + retention.state.withLock { $0.warnings } },
+            metrics: metrics)
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
         metrics.attach(engine: engine, connections: { server.connectionCount })
+        if configuration.retention.enabled { metrics.attach(retention: { retention.snapshot }) }
         // ServiceGroup stops services one at a time in reverse order: ingest first (flush,
         // checkpoint, commit, leave the group) while Status and /metrics still answer.
         var services: [any Service] = []
         if let listen = configuration.metrics.listen { services.append(MetricsServer(listen: listen, metrics: metrics, logger: logger)) }
-        services += [server, membership]
+        services += [server, membership, topicCheck]
         if configuration.retention.enabled { services.append(retention) }
         services.append(ingest)
         self.services = services

@@ -1,3 +1,5 @@
+import SpateKafka
+
 /// Everything a spate-probe run needs, validated by the command line layer.
 public struct ProbeOptions: Sendable {
     /// How progress is shown.
@@ -74,5 +76,13 @@ public struct ProbeOptions: Sendable {
         ]
         p.merge(kafkaProperties) { _, new in new }
         return p
+    }
+}
+
+extension ProbeOptions {
+    /// Why librdkafka refuses the `-X` property `key=value`, or nil when it accepts it: bad
+    /// properties are invalid input, refused before anything is sent.
+    public static func kafkaPropertyProblem(_ key: String, _ value: String) -> String? {
+        KafkaLibrary.propertyProblem(key, value)
     }
 }

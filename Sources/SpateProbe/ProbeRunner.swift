@@ -56,14 +56,26 @@ public final class ProbeRunner: Sendable {
     private let logger: Logger
     private let counters = ProbeCounters()
     private let stopRequested = Atomic<Bool>(false)
+    private let stopRequestedAt = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// Whether a stop was requested more than `stopGrace` ago.
+    private var stopGraceOver: Bool { stopRequestedAt.withLock { $0.map { ContinuousClock.now - $0 > Self.stopGrace } ?? false } }
 
     public init(options: ProbeOptions, logger: Logger) {
         self.options = options
         self.logger = logger
     }
 
-    /// Asks a running `run()` to stop after the current message (then it flushes and returns).
-    public func requestStop() { stopRequested.store(true, ordering: .releasing) }
+    /// After a stop request, how long `run()` still waits for outstanding acknowledgements
+    /// before it gives the rest up (they count as failed messages).
+    public static let stopGrace: Duration = .seconds(3)
+
+    /// Asks a running `run()` to stop after the current message: it sends nothing more, waits
+    /// at most `stopGrace` for acknowledgements, and returns the manifest of what was acknowledged.
+    public func requestStop() {
+        stopRequestedAt.withLock { $0 = $0 ?? .now }
+        stopRequested.store(true, ordering: .releasing)
+    }
 
     /// Runs to completion: sends, waits for every delivery report, returns the manifest (and
     /// writes it when `manifestPath` is set).
@@ -102,9 +114,10 @@ public final class ProbeRunner: Sendable {
         var malformedRNG = Xoshiro256(seed: o.seed ^ 0xBAD_BA7C4)
         let malformedThreshold = UInt64(o.malformedFraction * Double(UInt64.max >> 11)) << 11
 
-        func send(_ bytes: [UInt8], probe: UInt32, contribution: MessageContribution) throws {
+        /// Enqueues one message; false when a stop request came while the local queue was
+        /// full (the message was not sent and is not counted).
+        func send(_ bytes: [UInt8], probe: UInt32, contribution: MessageContribution) throws -> Bool {
             let token = messageIndex
-            messageIndex += 1
             pending.withLock { $0[token] = contribution }
             let key = Array("probe-\(probe)".utf8)
             while true {
@@ -112,16 +125,19 @@ public final class ProbeRunner: Sendable {
                     try bytes.withUnsafeBytes { try producer.send(topic: o.topic, key: key, value: $0, token: token) }
                     break
                 } catch let e as KafkaError where e.code == .queueFull {
-                    // The broker is slow or away: wait for deliveries to drain the local queue.
-                    progress.tick(now: .now)
-                    if stopRequested.load(ordering: .acquiring) && ContinuousClock.now - startWall > .seconds(1) {
-                        Thread.sleep(forTimeInterval: 0.005)
-                    } else {
-                        Thread.sleep(forTimeInterval: 0.001)
+                    // The broker is slow or away: wait for deliveries to drain the local queue,
+                    // unless asked to stop.
+                    if stopRequested.load(ordering: .acquiring) {
+                        pending.withLock { _ = $0.removeValue(forKey: token) }
+                        return false
                     }
+                    progress.tick(now: .now)
+                    Thread.sleep(forTimeInterval: 0.001)
                 }
             }
+            messageIndex += 1
             counters.bytesSent.add(UInt64(bytes.count), ordering: .relaxed)
+            return true
         }
 
         while !stopRequested.load(ordering: .acquiring) {
@@ -137,7 +153,7 @@ public final class ProbeRunner: Sendable {
                 }
                 var c = MessageContribution()
                 c.malformedKind = kind
-                try send(bytes, probe: probe, contribution: c)
+                guard try send(bytes, probe: probe, contribution: c) else { break }
                 counters.malformedSent.add(1, ordering: .relaxed)
                 continue
             }
@@ -149,7 +165,10 @@ public final class ProbeRunner: Sendable {
                 let now = ContinuousClock.now
                 if due > now {
                     progress.tick(now: now)
-                    Thread.sleep(forTimeInterval: Double((due - now).components.attoseconds) / 1e18 + Double((due - now).components.seconds))
+                    // In slices, so that a stop request is seen within 100 ms at any rate.
+                    let wait = min(due - now, .milliseconds(100))
+                    Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds))
+                    continue
                 }
             }
             let probe = UInt32(goodMessages % UInt64(o.probes)) + 1
@@ -159,7 +178,10 @@ public final class ProbeRunner: Sendable {
             var c = MessageContribution()
             generator.generate(probe: probe, firstIndex: recordIndex, count: n, clock: clock, into: &c)
             builder.finish(into: &buffer)
-            try send(buffer, probe: probe, contribution: c)
+            guard try send(buffer, probe: probe, contribution: c) else {
+                sequences[Int(probe)] -= 1
+                break
+            }
             swap(&buffer, &lastGood)
             recordIndex += UInt64(n)
             goodMessages += 1
@@ -167,12 +189,26 @@ public final class ProbeRunner: Sendable {
             progress.tick(now: .now)
         }
 
-        // Wait for every delivery report (librdkafka keeps retrying through broker outages).
+        // Wait for every delivery report (librdkafka retries through broker outages until
+        // message.timeout.ms); after a stop request at most `stopGrace`, then the rest is given
+        // up: purged messages get failed reports, which the manifest counts as failed.
+        var purgedAt: ContinuousClock.Instant?
         while producer.pendingCount > 0 {
             progress.tick(now: .now, flushing: true)
+            if purgedAt == nil && stopGraceOver {
+                logger.warning("stopping: giving up \(producer.pendingCount) unacknowledged messages")
+                producer.purge()
+                purgedAt = .now
+            }
+            if let purgedAt, ContinuousClock.now - purgedAt > .seconds(2) { break }
             Thread.sleep(forTimeInterval: 0.02)
         }
-        producer.close(timeout: .seconds(1))
+        producer.close(timeout: purgedAt == nil ? .seconds(1) : .zero)
+        // Reports that never came (the report thread has stopped): failed, perhaps persisted.
+        for c in pending.withLock({ p in defer { p = [:] }; return Array(p.values) }) {
+            accumulator.failed(c, possiblyPersisted: true)
+            counters.messagesFailed.add(1, ordering: .relaxed)
+        }
         let elapsed = ContinuousClock.now - startWall
         progress.finish(now: .now)
 

@@ -16,9 +16,12 @@ public struct EventClock: Sendable {
         self.speedup = speedup
     }
 
+    /// Saturates at `TimeParsing.maxInstantMs` (year 9999) rather than trapping on overflow.
     @inline(__always)
     public func timeMs(ofRecord index: UInt64) -> UInt64 {
-        startMs &+ UInt64(Double(index) * 1000 * speedup / eventRate)
+        let offset = Double(index) * 1000 * speedup / eventRate
+        guard offset.isFinite, offset < Double(TimeParsing.maxInstantMs) else { return TimeParsing.maxInstantMs }
+        return min(TimeParsing.maxInstantMs, startMs &+ UInt64(offset))
     }
 }
 

@@ -13,10 +13,15 @@ struct SpateNodeCommand: AsyncParsableCommand {
         commandName: "spate-node",
         abstract: "A Spate node: consumes flow records, rolls them up into Elasticsearch, answers queries.",
         discussion: """
-            Configuration comes from --config (YAML), then SPATE_<SECTION>_<KEY> environment variables
-            (e.g. SPATE_KAFKA_BOOTSTRAP, SPATE_ES_URL, SPATE_INGEST_FLUSH_INTERVAL), then -X librdkafka
-            properties. Secrets only from files or the environment (SPATE_ES_PASSWORD, SPATE_ES_API_KEY).
-            SIGTERM/SIGINT: flush, checkpoint, commit, leave the group, exit 0.
+            Configuration comes from --config (YAML), then SPATE_<SECTION>_<KEY> environment variables \
+            (sections NODE, KAFKA, ES, INGEST, QUERY, RETENTION, METRICS; e.g. SPATE_KAFKA_BOOTSTRAP, SPATE_ES_URL, \
+            SPATE_INGEST_ALLOWED_LATENESS), then -X librdkafka properties. A SPATE_<SECTION>_* variable that names \
+            no key is refused like an unknown key; other SPATE_* variables belong to other tools and are ignored.
+            Secrets only from files or the environment (SPATE_KAFKA_SASL_PASSWORD, SPATE_ES_PASSWORD, \
+            SPATE_ES_API_KEY, SPATE_QUERY_TOKEN).
+            Exit codes: 0 after a clean SIGTERM/SIGINT (flush, checkpoint, commit, leave the group); 1 when \
+            shutdown could not finish or a service failed; 2 for any configuration error (invalid or unknown key, \
+            variable, -X property or option, a listen address in use), with the key named.
             """)
 
     @Option(help: "YAML configuration file.")
@@ -25,6 +30,21 @@ struct SpateNodeCommand: AsyncParsableCommand {
     var properties: [String] = []
     @Flag(help: "Print the effective configuration (secrets masked) and exit.")
     var printConfig = false
+
+    /// Like ArgumentParser's, except that invalid options exit 2 (a configuration error, which
+    /// the systemd unit does not restart on) instead of 64.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 
     func run() async throws {
         var overrides: [String: String] = [:]
@@ -56,6 +76,10 @@ struct SpateNodeCommand: AsyncParsableCommand {
             configuration.printable.forEach { print($0) }
             return
         }
+        do { try configuration.checkListeners() } catch {
+            FileHandle.standardError.write(Data("spate-node: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
         logger.info("spate-node starting with librdkafka \(KafkaLibrary.versionString)")
         for line in configuration.printable { logger.info("config: \(line)") }
 
@@ -74,6 +98,10 @@ struct SpateNodeCommand: AsyncParsableCommand {
                 logger: logger))
         do {
             try await group.run()
+        } catch let e as ConfigurationError {
+            // A listener that could not bind after the start-up check (a race): still exit 2.
+            logger.critical("stopped: \(e)")
+            throw ExitCode(2)
         } catch {
             logger.critical("stopped with an error: \(error)")
             throw ExitCode(1)

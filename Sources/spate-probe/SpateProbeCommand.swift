@@ -11,9 +11,29 @@ struct SpateProbeCommand: ParsableCommand {
         abstract: "Simulates DPI probes: publishes realistic flow records to Kafka and writes an exact manifest.",
         discussion: """
             Each Kafka message is one RecordBatch of --batch records from one probe, keyed by the probe id.
-            The manifest counts only records whose messages the broker acknowledged. The same --seed (with
+            The manifest counts only records whose messages the broker acknowledged. The same --seed (with \
             the same other options) produces byte-identical messages.
+            SIGTERM/SIGINT: send nothing more, wait at most 3 s for outstanding acknowledgements, give up the \
+            rest (counted as failed), write the manifest and exit.
+            Exit codes: 0 every message sent was acknowledged; 1 the run failed (the producer could not start, \
+            the manifest could not be written); 2 invalid options, -X librdkafka properties included; 3 some \
+            messages were not acknowledged (the broker stayed away beyond librdkafka's message.timeout.ms, \
+            600 s unless set with -X, or they were given up after a stop).
             """)
+
+    /// Like ArgumentParser's, except that invalid options exit 2 instead of 64.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 
     @Option(help: "Kafka bootstrap servers (default: $SPATE_KAFKA_BOOTSTRAP).")
     var bootstrap: String?
@@ -53,16 +73,16 @@ struct SpateProbeCommand: ParsableCommand {
     var logLevel: String = "warning"
 
     func validate() throws {
-        guard rate >= 0, rate.isFinite else { throw ValidationError("--rate must be ≥ 0, got \(rate)") }
+        guard rate == 0 || (0.001...1e9).contains(rate) else { throw ValidationError("--rate must be 0 or 0.001...1000000000, got \(rate)") }
         if let count, count == 0 { throw ValidationError("--count must be > 0") }
         if let duration, TimeParsing.durationMs(duration) == nil {
-            throw ValidationError("--duration: cannot read '\(duration)' (use e.g. 20s, 5m, 1h)")
+            throw ValidationError("--duration: cannot read '\(duration)' (use e.g. 20s, 5m, 1h; at most \(TimeParsing.maxDurationText))")
         }
         if count != nil && duration != nil { throw ValidationError("--count and --duration exclude each other") }
         guard (1...1_000_000).contains(probes) else { throw ValidationError("--probes must be 1...1000000, got \(probes)") }
         guard (1...100_000).contains(batch) else { throw ValidationError("--batch must be 1...100000, got \(batch)") }
-        guard speedup > 0, speedup.isFinite else { throw ValidationError("--speedup must be > 0, got \(speedup)") }
-        guard eventRate > 0, eventRate.isFinite else { throw ValidationError("--event-rate must be > 0, got \(eventRate)") }
+        guard speedup > 0, speedup <= 1e9 else { throw ValidationError("--speedup must be > 0 and at most 1000000000, got \(speedup)") }
+        guard eventRate >= 1, eventRate <= 1e9 else { throw ValidationError("--event-rate must be 1...1000000000, got \(eventRate)") }
         guard subscribers >= 1, subscribers <= 5_000_000 else {
             throw ValidationError("--subscribers must be 1...5000000, got \(subscribers)")
         }
@@ -74,8 +94,10 @@ struct SpateProbeCommand: ParsableCommand {
         guard TimeParsing.instantMs(start, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)) != nil else {
             throw ValidationError("--start: cannot read '\(start)' (use now, now-5d, 2026-11-20T00:00:00Z or Unix ms)")
         }
-        for p in properties where !p.contains("=") || p.hasPrefix("=") {
-            throw ValidationError("-X expects key=value, got '\(p)'")
+        for p in properties {
+            let parts = p.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("-X expects key=value, got '\(p)'") }
+            if let problem = ProbeOptions.kafkaPropertyProblem(parts[0], parts[1]) { throw ValidationError("-X \(parts[0]): \(problem)") }
         }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         if resolvedBootstrap == nil { throw ValidationError("--bootstrap is required (or set SPATE_KAFKA_BOOTSTRAP)") }

@@ -11,11 +11,29 @@ struct SpateCommand: AsyncParsableCommand {
         commandName: "spate",
         abstract: "Query a Spate cluster: status, views, top-N, time series, totals, distinct, quantiles, live dashboards.",
         discussion: """
-            Talks to any node's query port (--server or $SPATE_SERVER, default 127.0.0.1:7400). A token comes from
-            --token-file or $SPATE_TOKEN, never the command line. Exit codes: 0 ok, 1 server or connection error,
-            2 invalid query (unknown view, dimension, metric or range).
+            Talks to any node's query port (--server or $SPATE_SERVER, default 127.0.0.1:7400). A token comes from \
+            --token-file or $SPATE_TOKEN, never the command line. Every call, from connecting to the last byte, ends \
+            within --timeout seconds (default 30).
+            Exit codes: 0 ok; 1 server or connection error (unreachable, DEADLINE_EXCEEDED, UNAUTHENTICATED, \
+            UNAVAILABLE, INTERNAL); 2 invalid input, whether the CLI refuses it (options, ranges, filters, numbers out \
+            of range) or the node does (INVALID_ARGUMENT, NOT_FOUND: unknown view, dimension, metric or range).
             """,
         subcommands: [Status.self, Views.self, Top.self, Series.self, Totals.self, Distinct.self, Quantiles.self, Watch.self, Storage.self])
+
+    /// Like ArgumentParser's, except that invalid input exits 2 (as documented) instead of 64.
+    static func main() async {
+        _ = CommandClock.start  // --timeout counts from here
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 struct Status: AsyncParsableCommand {
@@ -23,7 +41,8 @@ struct Status: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let s = try await withClient(connection) { try await $0.status(timeout: connection.deadline) }
+        let timeout = connection.deadline
+        let s = try await withClient(connection) { try await $0.status(timeout: timeout) }
         switch connection.format {
         case .json:
             let data = try JSONEncoder.spate.encode(s)
@@ -55,7 +74,8 @@ struct Views: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let views = try await withClient(connection) { try await $0.views() }
+        let timeout = connection.deadline
+        let views = try await withClient(connection) { try await $0.views(timeout: timeout) }
         switch connection.format {
         case .json: print(String(decoding: try JSONEncoder.spate.encode(views), as: UTF8.self))
         case .csv: print(Format.csv(["view", "bucket_ms", "dimensions", "sketches", "retention_days"], views.map { [$0.name, String($0.bucketMs), $0.dimensions.joined(separator: " "), $0.sketches.joined(separator: " "), String($0.retentionDays)] }))
@@ -92,21 +112,30 @@ struct Series: AsyncParsableCommand {
     @Option(help: "The metric.") var metric = "bytes"
     @Option(help: "Step (1m, 5m, 1h); default: about 60 points at the view's resolution.") var step: String?
     @Option(help: "One series per top value of this dimension.") var splitBy: String?
-    @Option(help: "How many split values.") var splitLimit = 5
+    @Option(help: "How many split values (default 5, at most 100; needs --split-by).") var splitLimit: Int?
     @OptionGroup var query: QueryOptions
     @OptionGroup var connection: ConnectionOptions
 
+    /// Series per split.
+    static let splitLimitRange = 1...100
+
     func validate() throws {
         _ = try parseMetric(metric)
-        if let step, TimeParsing.durationMs(step) == nil || TimeParsing.durationMs(step) == 0 { throw ValidationError("--step: cannot read '\(step)'") }
+        if let step, (TimeParsing.durationMs(step) ?? 0) == 0 {
+            throw ValidationError("--step: cannot read '\(step)' (a duration such as 5m; more than 0 and at most \(TimeParsing.maxDurationText))")
+        }
         if let splitBy { _ = try parseDimension(splitBy, option: "--split-by") }
+        if let splitLimit {
+            guard splitBy != nil else { throw ValidationError("--split-limit needs --split-by") }
+            guard Self.splitLimitRange.contains(splitLimit) else { throw ValidationError("--split-limit must be 1...100") }
+        }
     }
 
     func run() async throws {
         try await runQuery(
             .series(
                 metric: try parseMetric(metric), stepMs: step.flatMap(TimeParsing.durationMs) ?? 0,
-                splitBy: try splitBy.map { try parseDimension($0, option: "--split-by") }, splitLimit: splitLimit),
+                splitBy: try splitBy.map { try parseDimension($0, option: "--split-by") }, splitLimit: splitLimit ?? 5),
             query, connection)
     }
 }
@@ -148,7 +177,8 @@ struct Quantiles: AsyncParsableCommand {
 func runQuery(_ kind: QueryKind, _ options: QueryOptions, _ connection: ConnectionOptions) async throws {
     let (range, filters) = try options.build()
     let q = Query(range: range, filters: filters, view: options.view, kind: kind)
-    let r = try await withClient(connection) { try await $0.query(q, timeout: connection.deadline) }
+    let timeout = connection.deadline
+    let r = try await withClient(connection) { try await $0.query(q, timeout: timeout) }
     Render.result(r, query: q, format: connection.format)
 }
 

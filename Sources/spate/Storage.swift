@@ -8,7 +8,8 @@ struct Storage: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let s = try await withClient(connection) { try await $0.storage() }
+        let timeout = connection.deadline
+        let s = try await withClient(connection) { try await $0.storage(timeout: timeout) }
         switch connection.format {
         case .json: print(String(decoding: try JSONEncoder.spate.encode(s), as: UTF8.self))
         case .csv:

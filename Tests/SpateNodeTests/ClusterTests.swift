@@ -78,6 +78,10 @@ struct ClusterTests {
         #expect(status.wait(timeout: .seconds(60)) == 0, "\(status.output)")
         for node in ["node1", "node2"] { #expect(status.output.contains("\(node): running"), "\(status.output)") }
         #expect(status.output.contains("tansu: running") && status.output.contains("osmem: running"))
+        // README: `. DIR/cluster.env; spate status` (the child starts with no SPATE_* variable).
+        let readme = try Shell.run("/bin/sh", ["-c", ". '\(dir)/cluster.env'; '\(try Binaries.path("spate"))' status --timeout 20"])
+        #expect(readme.status == 0, "\(readme.output)")
+        for node in ["node1", "node2"] { #expect(readme.output.contains(node), "\(readme.output)") }
 
         let down = try Self.script("down", ["--run-dir", dir], log: dir + "/down.out")
         #expect(down.wait(timeout: .seconds(120)) == 0, "\(down.output)")

@@ -1,5 +1,6 @@
 import Foundation
 import SpateNode
+import SpateTestSupport
 import Testing
 
 /// Bad configuration fails at start, naming the key and the reason; secrets come only from
@@ -41,6 +42,16 @@ struct ConfigurationTests {
             ("views: [{name: v, bucket: 400d, dimensions: [application]}]", "views[0] (v).bucket"),
             ("ingest: {max_event_age: 0s}", "ingest.max_event_age"),
             ("ingest: {max_event_lead: never}", "ingest.max_event_lead"),
+            ("retention: {max_total_bytes: 1e30TB}", "retention.max_total_bytes"),
+            ("ingest: {shutdown_grace: 1e30d}", "ingest.shutdown_grace"),
+            ("ingest: {max_memory: 1e300GB}", "ingest.max_memory"),
+            ("ingest: {fetch_queue_bytes: 3GB}", "ingest.fetch_queue_bytes"),
+            ("kafka: {session_timeout: 2h}", "kafka.session_timeout"),
+            ("query: {min_refresh: 50d}", "query.min_refresh"),
+            ("query: {idle_timeout: 1e300s}", "query.idle_timeout"),
+            ("node: {workers: 99999999999999999999999}", "node.workers"),
+            ("retention: {max_age: {app_1m: 1e30d}}", "retention.max_age.app_1m"),
+            ("kafka: {properties: {linger.msec: 5}}", "kafka.properties.linger.msec"),
         ])
     func invalid(yaml: String, key: String) throws {
         let e = try #require(Self.failure(yaml), "accepted: \(yaml)")
@@ -71,6 +82,21 @@ struct ConfigurationTests {
         #expect(env.kafka.properties["sasl.password"] == "fromenv")
     }
 
+    @Test("an unknown SPATE_<SECTION>_ variable is refused by name; other tools' SPATE_ variables are not")
+    func environmentNames() throws {
+        let e = try #require(Self.failure("", environment: ["SPATE_INGEST_ALOWED_LATENESS": "1m"]))
+        #expect(e.key == "SPATE_INGEST_ALOWED_LATENESS", "\(e)")
+        #expect(e.reason.contains("SPATE_INGEST_ALLOWED_LATENESS"), "\(e)")
+        let others = ["SPATE_SERVER": "a:1", "SPATE_TOKEN": "t", "SPATE_TEST_KAFKA_BOOTSTRAP": "b:1", "SPATE_BIN_DIR": "/", "SPATE_TOPIC": "t.flows"]
+        #expect(try Self.load("", environment: others).kafka.topic == "t.flows")
+    }
+
+    @Test("an invalid -X librdkafka property names the -X key")
+    func badProperty() throws {
+        let e = try #require(Self.failure("", kafka: ["linger.msec": "5"]))
+        #expect(e.key == "-X linger.msec", "\(e)")
+    }
+
     @Test("environment variables override the file; metrics and heartbeat settings")
     func overrides() throws {
         let c = try Self.load(
@@ -80,5 +106,38 @@ struct ConfigurationTests {
         #expect(c.node.heartbeat == .seconds(5))
         #expect(c.metrics.listen == "0.0.0.0:9500")
         #expect(try Self.load("").metrics.listen == nil)
+    }
+    @Test("every default docs/OPERATIONS.md states is the value --print-config prints")
+    func documentedDefaults() throws {
+        let doc = try String(contentsOfFile: Repository.root + "/docs/OPERATIONS.md", encoding: .utf8)
+        var printed: [String: String] = [:]
+        for line in try Self.load("").printable {
+            let parts = line.components(separatedBy: " = ")
+            if parts.count == 2 { printed[parts[0]] = parts[1] }
+        }
+        /// The documented value as --print-config writes it: durations as Duration, sizes in bytes.
+        func normalized(_ text: String, key: String) -> String {
+            if let last = text.last, last.isLetter, let d = try? ConfigValue.duration(text, key: key) { return "\(d)" }
+            if text.hasSuffix("B"), let b = try? ConfigValue.bytes(text, key: key) { return String(b) }
+            return text.replacingOccurrences(of: ",", with: "")
+        }
+        var checked: [String] = []
+        for line in doc.split(separator: "\n") where line.hasPrefix("| `") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard cells.count >= 3 else { continue }
+            let names = cells[1].matches(of: /`([a-z_.]+)`/).map { String($0.1) }
+            let defaults = cells[2].components(separatedBy: ", ")
+            guard let first = names.first, names.count == defaults.count, first.contains(".") else { continue }
+            let section = String(first.split(separator: ".")[0])
+            for (name, value) in zip(names, defaults) {
+                // Defaults computed from something else (cores, <host>-<pid>, max_memory/4, = listen) are described, not literal.
+                if value.isEmpty || ["<", "(", "= ", "max_memory", "cores"].contains(where: { value.contains($0) }) { continue }
+                let key = name.contains(".") ? name : "\(section).\(name)"
+                let actual = try #require(printed[key], "OPERATIONS.md documents \(key), which --print-config does not print")
+                #expect(normalized(value, key: key) == actual, "\(key): documented \(value), the code has \(actual)")
+                checked.append(key)
+            }
+        }
+        #expect(checked.contains("retention.check_interval") && checked.count >= 25, "checked only \(checked)")
     }
 }

@@ -117,15 +117,37 @@ struct ProbeTests {
     ])
     func badFlags(arguments: [String], flag: String) throws {
         let run = try runProbe(["--bootstrap", "127.0.0.1:1"] + arguments, logName: "probe-flags")
-        #expect(run.status == 64, "\(run.output)")
+        #expect(run.status == 2, "\(run.output)")
         #expect(run.output.contains(flag), "\(run.output)")
     }
 
-    @Test("an unknown librdkafka property fails at start with its name")
+    @Test("an unknown librdkafka property is invalid input: exit 2 with its name")
     func badKafkaProperty() throws {
         let run = try runProbe(["--bootstrap", "127.0.0.1:1", "--count", "10", "-X", "linger.msec=5"], logName: "probe-prop")
-        #expect(run.status == 1)
+        #expect(run.status == 2, "\(run.output)")
         #expect(run.output.contains("linger.msec"), "\(run.output)")
+    }
+
+    @Test("big numbers are refused by name, never a crash", arguments: [
+        (["--speedup", "1e30"], "--speedup"), (["--event-rate", "1e-30"], "--event-rate"), (["--rate", "1e-300"], "--rate"),
+        (["--duration", "1e30d"], "--duration"), (["--start", "now+1e30d"], "--start"),
+    ])
+    func bigNumbers(arguments: [String], flag: String) throws {
+        let run = try runProbe(["--bootstrap", "127.0.0.1:1"] + arguments, logName: "probe-big")
+        #expect(run.status == 2, "\(run.output)")
+        #expect(run.output.contains(flag), "\(run.output)")
+    }
+
+    @Test("SIGTERM with the broker unreachable: the probe gives up its messages and exits 3 (some not acknowledged)")
+    func stopWithoutBroker() throws {
+        let log = NSTemporaryDirectory() + "/\(uniqueName("probe-stop")).log"
+        defer { unlink(log) }
+        let probe = try ChildProcess(try Binaries.path("spate-probe"), ["--bootstrap", "127.0.0.1:1", "--count", "10", "--quiet"], logPath: log)
+        Thread.sleep(forTimeInterval: 1)
+        probe.signal(SIGTERM)
+        let status = probe.wait(timeout: .seconds(120))
+        if status == nil { probe.signal(SIGKILL) }
+        #expect(status == 3, "\(probe.output)")
     }
 
     @Test("a broker outage mid-run is retried and reported; the manifest stays exact")

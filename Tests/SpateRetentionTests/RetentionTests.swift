@@ -109,12 +109,26 @@ struct RetentionTests {
             let keep = expectedRemaining(indices, prefix: bed.prefix, cap: cap, maxAge: ["app_15m": 30, "app_1h": 30], fixedBytes: fixed)
             #expect(keep.count < indices.count && keep.count > 2)
 
-            let node = try bed.startNode("cap", workers: 1, retention: ["max_total_bytes": String(cap), "check_interval": "1s"])
+            let metricsPort = try freePort()
+            let node = try bed.startNode(
+                "cap", workers: 1, retention: ["max_total_bytes": String(cap), "check_interval": "1s"],
+                extra: "metrics:\n  listen: \"127.0.0.1:\(metricsPort)\"\n")
             try await waitForLog(node, "retention: deleted", timeout: .seconds(60))
             try await Task.sleep(for: .seconds(3))
             var remaining = Set(try await es.catIndices("\(bed.prefix)-app_*").map(\.name))
             #expect(remaining == keep, "deleted \(Set(indices.map(\.name)).subtracting(remaining).sorted()); expected to keep \(keep.sorted())")
             #expect(remaining.contains { $0.hasSuffix(today) })
+            // /metrics shows the run: the deletions, the lease, the last run, nothing over the cap.
+            let scrape = try Shell.run("/usr/bin/curl", ["-sS", "--max-time", "10", "http://127.0.0.1:\(metricsPort)/metrics"])
+            var samples: [String: Double] = [:]
+            for line in scrape.output.split(separator: "\n") where line.hasPrefix("spate_retention_") {
+                let f = line.split(separator: " ")
+                if f.count == 2, let v = Double(f[1]) { samples[String(f[0])] = v }
+            }
+            #expect(samples["spate_retention_deleted_indices_total"] == Double(indices.count - keep.count), "\(scrape.output)")
+            #expect(samples["spate_retention_lease_held"] == 1, "\(samples)")
+            #expect((samples["spate_retention_last_run_timestamp_seconds"] ?? 0) > 0, "\(samples)")
+            #expect(samples["spate_retention_over_cap_bytes"] == 0, "\(samples)")
             node.signal(SIGTERM)
             node.wait(timeout: .seconds(30))
 
