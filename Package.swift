@@ -63,6 +63,12 @@ let package = Package(
             dependencies: ["SpateProtos", "SpateModel", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .target(
+            name: "SpateServer",
+            dependencies: [
+                "SpateWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "SpateQuery",
             dependencies: ["SpateModel", "SpateElastic", "SpateIngest", "SpateJSON", "SpateWire"],
             swiftSettings: strict),
@@ -87,7 +93,7 @@ let package = Package(
         .target(
             name: "SpateNode",
             dependencies: [
-                "SpateIngest", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery",
+                "SpateIngest", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -158,6 +164,13 @@ let package = Package(
         .testTarget(
             name: "SpateWireTests",
             dependencies: ["SpateWire", "SpateModel", "SpateTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateServerTests",
+            dependencies: [
+                "SpateServer", "SpateWire", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "SpateQueryTests",

@@ -4,6 +4,7 @@ import SpateElastic
 import SpateIngest
 import SpateModel
 import SpateQuery
+import SpateServer
 import SpateWire
 
 /// The query methods: Status, ListViews, Query and Watch (Storage when retention runs).
