@@ -60,8 +60,9 @@ final class QueryServer: Service, Sendable {
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
             .childChannelInitializer { [self] channel in
                 if let refusal = slots.acquire() {
-                    Self.reject(channel, refusal)
-                    return channel.eventLoop.makeSucceededVoidFuture()
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RefusingHandler(refusal, timeout: limits.goAwayTimeout))
+                    }
                 }
                 let id = ObjectIdentifier(channel)
                 channels.withLock { $0[id] = channel }
@@ -100,15 +101,5 @@ final class QueryServer: Service, Sendable {
             channel.close(promise: nil)
         }
         try? await group.shutdownGracefully()
-    }
-
-    /// Answers a connection over a cap with the preface and GOAWAY RESOURCE_EXHAUSTED, then
-    /// closes it (after 1 s at most, even if the peer does not read).
-    static func reject(_ channel: any Channel, _ error: RPCError) {
-        var out = channel.allocator.buffer(capacity: 128)
-        out.writeBytes(FrameCodec.preface)
-        FrameCodec.encode(Frame(type: .goAway, streamID: 0, payload: WireMessages.encodeGoAway(lastStreamID: 0, error.code, error.message)), into: &out)
-        channel.writeAndFlush(out).whenComplete { _ in channel.close(promise: nil) }
-        channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
     }
 }

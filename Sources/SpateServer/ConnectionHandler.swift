@@ -253,3 +253,41 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         slots?.release(authenticated: machine.authenticated)
     }
 }
+
+/// The whole pipeline of a connection over a cap: once active it writes the server's preface
+/// and GOAWAY with `error`, then closes — as soon as that is written, and after `timeout` even
+/// if the peer does not read. Nothing it receives is read.
+public final class RefusingHandler: ChannelInboundHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias OutboundOut = ByteBuffer
+
+    private let error: RPCError
+    private let timeout: Duration
+
+    /// Refuses with `error`.
+    public init(_ error: RPCError, timeout: Duration) {
+        self.error = error
+        self.timeout = timeout
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { refuse(context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        refuse(context)
+        context.fireChannelActive()
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    private func refuse(_ context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 128)
+        out.writeBytes(FrameCodec.preface)
+        let payload = WireMessages.encodeGoAway(lastStreamID: 0, error.code, error.message)
+        FrameCodec.encode(Frame(type: .goAway, streamID: 0, payload: payload), into: &out)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
+        context.eventLoop.scheduleTask(in: TimeAmount(timeout)) { channel.close(promise: nil) }
+    }
+}

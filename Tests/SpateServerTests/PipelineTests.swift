@@ -162,6 +162,20 @@ struct PipelineTests {
         #expect(!p.isOpen)
     }
 
+    @Test("a connection over a cap gets the preface and GOAWAY RESOURCE_EXHAUSTED once active, then is closed")
+    func refused() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(RefusingHandler(RPCError(.resourceExhausted, "full"), timeout: .seconds(1)))
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        var bytes: [UInt8] = []
+        while let b = try channel.readOutbound(as: ByteBuffer.self) { bytes += b.readableBytesView }
+        #expect(Array(bytes.prefix(8)) == FrameCodec.preface)
+        var rest = ByteBuffer(bytes: bytes.dropFirst(8))
+        let frame = try #require(try FrameCodec.decode(&rest))
+        #expect((try? WireMessages.decodeGoAway(frame.payload))?.error == RPCError(.resourceExhausted, "full"))
+        #expect(!channel.isActive)
+    }
+
     @Test("connection slots: the unauthenticated cap refuses, authentication frees the unauthenticated slot")
     func slots() {
         let s = ConnectionSlots(maxConnections: 3, maxUnauthenticated: 2)
