@@ -3,6 +3,7 @@ public import SpateElastic
 public import SpateIngest
 public import SpateModel
 public import Synchronization
+import SpateWire
 
 /// Plans, caches and coalesces queries. A result is cached per normalized plan (view,
 /// bucket-aligned range, step, filters, kind) until the view's next flush is due; identical
@@ -32,12 +33,19 @@ public final class QueryEngine: Sendable {
     }
 
     /// The plan `query` gets now (for tests and explanations).
-    public func plan(_ query: Query) throws -> QueryPlan { try planner.plan(query, nowMs: clock()) }
+    /// - Throws: `RPCError` INVALID_ARGUMENT or NOT_FOUND when the planner refuses the query.
+    public func plan(_ query: Query) throws -> QueryPlan { try plan(query, nowMs: clock()) }
+
+    private func plan(_ query: Query, nowMs: UInt64) throws -> QueryPlan {
+        do { return try planner.plan(query, nowMs: nowMs) } catch let e as QueryPlanError {
+            throw RPCError(e.code == .unknownView ? .notFound : .invalidArgument, e.message)
+        }
+    }
 
     /// Answers `query`: from the cache, by joining an identical query in flight, or from the store.
     public func run(_ query: Query) async throws -> QueryResult {
         let now = clock()
-        let plan = try planner.plan(query, nowMs: now)
+        let plan = try plan(query, nowMs: now)
         enum Step { case cached(QueryResult), join(Task<QueryResult, any Error>), start(Task<QueryResult, any Error>) }
         let step: Step = state.withLock { s in
             if let hit = s.cache[plan], hit.expiresMs > now { return .cached(hit.result) }
