@@ -24,6 +24,8 @@ public struct QueryConfiguration: Sendable {
     public var maxUnauthenticatedConnections: Int = 128
     /// Metadata entries per call (`max_metadata_entries`).
     public var maxMetadataEntries: Int = ServerLimits.defaults.maxMetadataEntries
+    /// Bound of the answer cache in estimated bytes (`cache_max_bytes`).
+    public var cacheMaxBytes: Int = 64 << 20
     /// Largest request message (`max_request_size`).
     public var maxRequestSize: Int = ServerLimits.defaults.maxRequestSize
     /// Wait for a call's request message (`request_timeout`).
@@ -45,7 +47,8 @@ public struct QueryConfiguration: Sendable {
     var peerLimitLines: [String] {
         [
             "query.max_preauth_frame_size = \(maxPreAuthFrameSize)", "query.max_unauthenticated_connections = \(maxUnauthenticatedConnections)",
-            "query.max_metadata_entries = \(maxMetadataEntries)", "query.max_request_size = \(maxRequestSize)", "query.request_timeout = \(requestTimeout)",
+            "query.max_metadata_entries = \(maxMetadataEntries)", "query.max_request_size = \(maxRequestSize)",
+            "query.cache_max_bytes = \(cacheMaxBytes)", "query.request_timeout = \(requestTimeout)",
             "query.handshake_timeout = \(handshakeTimeout)", "query.max_failed_tokens = \(maxFailedTokens)",
             "query.min_ping_interval = \(minPingInterval)", "query.max_ping_strikes = \(maxPingStrikes)",
             "query.write_stall_timeout = \(writeStallTimeout)", "query.goaway_timeout = \(goAwayTimeout)",
@@ -68,7 +71,7 @@ public struct QueryConfiguration: Sendable {
 extension NodeConfiguration {
     static let queryKeys = [
         "listen", "advertise", "max_frame_size", "max_streams_per_connection", "max_connections", "idle_timeout", "max_deadline",
-        "token_file", "tls_cert_file", "tls_key_file", "min_refresh", "max_preauth_frame_size", "max_unauthenticated_connections", "max_request_size",
+        "token_file", "tls_cert_file", "tls_key_file", "min_refresh", "max_preauth_frame_size", "max_unauthenticated_connections", "max_request_size", "cache_max_bytes",
         "max_metadata_entries", "request_timeout", "handshake_timeout", "max_failed_tokens", "min_ping_interval", "max_ping_strikes",
         "write_stall_timeout", "goaway_timeout",
     ]
@@ -123,6 +126,7 @@ extension NodeConfiguration {
         q.maxPreAuthFrameSize = try int("max_preauth_frame_size", d.maxPreAuthFrameSize, 1024...maxFrameSize)
         q.maxUnauthenticatedConnections = try int("max_unauthenticated_connections", min(128, q.maxConnections), 1...q.maxConnections)
         q.maxRequestSize = try int("max_request_size", d.maxRequestSize, 1024...maxFrameSize)
+        q.cacheMaxBytes = try int("cache_max_bytes", 64 << 20, (1 << 20)...(16 << 30))
         q.maxMetadataEntries = try int("max_metadata_entries", d.maxMetadataEntries, 1...1024)
         q.requestTimeout = try duration("request_timeout", d.requestTimeout)
         q.handshakeTimeout = try duration("handshake_timeout", d.handshakeTimeout)
