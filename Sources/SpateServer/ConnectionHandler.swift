@@ -84,14 +84,20 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         self.logger = logger
     }
 
+    /// Timers armed and call tasks held now (tests, metrics): a finished call leaves neither.
+    public var retained: (timers: Int, tasks: Int) { (timers.count, tasks.count) }
+
     /// The pipeline of a server connection after any TLS handler: decoder, writer, handler.
+    @discardableResult
     public static func addHandlers(
         to pipeline: ChannelPipeline.SynchronousOperations, limits: ServerLimits, handler: any CallHandler, slots: ConnectionSlots?, logger: Logger
-    ) throws {
+    ) throws -> ConnectionHandler {
         let limit = FrameLimit(limits.initialFrameLimit)
+        let connection = ConnectionHandler(limits: limits, handler: handler, limit: limit, slots: slots, logger: logger)
         try pipeline.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
         try pipeline.addHandler(FrameWriter())
-        try pipeline.addHandler(ConnectionHandler(limits: limits, handler: handler, limit: limit, slots: slots, logger: logger))
+        try pipeline.addHandler(connection)
+        return connection
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
