@@ -173,4 +173,23 @@ struct QueryServerPeerTests {
             await client.close()
         }
     }
+
+    @Test("TLS connections that never finish the handshake are closed at handshake_timeout")
+    func tlsHandshakeDeadline() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "peer-tls") { bed in
+            let dir = bed.directory
+            let r = try Shell.run("/usr/bin/openssl", [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                "-keyout", "\(dir)/server.key", "-out", "\(dir)/server.pem",
+            ])
+            #expect(r.status == 0, "\(r.output)")
+            let (_, address) = try await startQueryNode(
+                bed, query: ["tls_cert_file": "\(dir)/server.pem", "tls_key_file": "\(dir)/server.key", "handshake_timeout": "1s"])
+            let silent = try RawConnection(address: address)
+            let partial = try RawConnection(address: address)
+            try partial.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])  // a ClientHello record that never completes
+            #expect(silent.closes(within: .seconds(10)))
+            #expect(partial.closes(within: .seconds(10)))
+        }
+    }
 }
