@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "SpateKafka", targets: ["SpateKafka"]),
         .library(name: "SpateElastic", targets: ["SpateElastic"]),
         .library(name: "SpateWire", targets: ["SpateWire"]),
+        .library(name: "SpateServer", targets: ["SpateServer"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
         .executable(name: "spate-node", targets: ["spate-node"]),
         .executable(name: "spate", targets: ["spate"]),

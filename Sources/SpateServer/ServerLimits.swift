@@ -76,5 +76,5 @@ public struct ServerLimits: Sendable, Hashable {
     }
 
     /// The frame limit before authentication: the smaller of the two (no token: the full one).
-    var initialFrameLimit: Int { token == nil ? maxFrameSize : min(maxPreAuthFrameSize, maxFrameSize) }
+    public var initialFrameLimit: Int { token == nil ? maxFrameSize : min(maxPreAuthFrameSize, maxFrameSize) }
 }
