@@ -61,6 +61,8 @@ public struct QueryPlanner: Sendable {
     /// the store request.
     public static let maxFilters = 32
     public static let maxFilterValues = 1024
+    /// Quantiles one query may ask for: each is a number in the answer.
+    public static let maxQuantiles = 100
     /// Buckets one store request may create: Elasticsearch's and OpenSearch's default
     /// `search.max_buckets` (65,535). A split series asks for points × split terms per shard.
     public static let maxStoreBuckets: UInt64 = 65_535
@@ -93,6 +95,9 @@ public struct QueryPlanner: Sendable {
         let values = query.filters.reduce(0) { $0 + $1.values.count }
         guard values <= Self.maxFilterValues else {
             throw QueryPlanError(.invalidQuery, "\(values) filter values; at most \(Self.maxFilterValues) over all filters")
+        }
+        if case .rttQuantiles(let qs) = query.kind, qs.count > Self.maxQuantiles {
+            throw QueryPlanError(.invalidQuery, "\(qs.count) quantiles; at most \(Self.maxQuantiles)")
         }
         var needed = Set(query.filters.map(\.dimension))
         var sketch: SketchKind?

@@ -65,5 +65,9 @@ struct QueryPlannerTests {
         #expect(many?.code == .invalidQuery)
         let values = QueryFilter(dimension: .application, op: .in, values: (0..<1025).map(String.init))
         #expect(throws: QueryPlanError.self) { _ = try planner.plan(Query(range: .last(ms: 60_000), filters: [values], kind: .totals), nowMs: now) }
+        #expect(throws: QueryPlanError.self) {
+            _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .rttQuantiles(Array(repeating: 0.5, count: 101))), nowMs: now)
+        }
+        _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .rttQuantiles(Array(repeating: 0.5, count: 100))), nowMs: now)
     }
 }
