@@ -68,10 +68,15 @@ final class QueryServer: Service, Sendable {
                 channels.withLock { $0[id] = channel }
                 channel.closeFuture.whenComplete { [self] _ in channels.withLock { $0[id] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
-                    if let ssl = sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ssl))
+                    do {
+                        if let ssl = sslContext {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ssl))
+                        }
+                        try ConnectionHandler.addHandlers(to: channel.pipeline.syncOperations, limits: limits, handler: handler, slots: slots, logger: logger)
+                    } catch {
+                        slots.release(authenticated: false)  // no ConnectionHandler owns the slot
+                        throw error
                     }
-                    try ConnectionHandler.addHandlers(to: channel.pipeline.syncOperations, limits: limits, handler: handler, slots: slots, logger: logger)
                 }
             }
         let channel: any Channel
