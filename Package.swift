@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "SpateSchema", targets: ["SpateSchema"]),
         .library(name: "SpateJSON", targets: ["SpateJSON"]),
         .library(name: "SpateQuery", targets: ["SpateQuery"]),
+        .library(name: "SpateServer", targets: ["SpateServer"]),
         .executable(name: "spate-probe", targets: ["spate-probe"]),
         .executable(name: "spate-node", targets: ["spate-node"]),
         .executable(name: "spate", targets: ["spate"]),
@@ -70,6 +71,12 @@ let package = Package(
             dependencies: ["SpateProtos", "SpateModel", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict),
         .target(
+            name: "SpateServer",
+            dependencies: [
+                "SpateWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict),
+        .target(
             name: "SpateQuery",
             dependencies: ["SpateModel", "SpateElastic", "SpateSchema", "SpateJSON", "SpateWire"],
             swiftSettings: strict),
@@ -100,7 +107,7 @@ let package = Package(
         .target(
             name: "SpateNode",
             dependencies: [
-                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery",
+                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -171,6 +178,13 @@ let package = Package(
         .testTarget(
             name: "SpateWireTests",
             dependencies: ["SpateWire", "SpateModel", "SpateTestSupport", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "SpateServerTests",
+            dependencies: [
+                "SpateServer", "SpateWire", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "SpateQueryTests",

@@ -438,6 +438,7 @@ extension NodeConfiguration {
             "query.max_frame_size = \(query.maxFrameSize)", "query.max_streams_per_connection = \(query.maxStreamsPerConnection)",
             "query.max_connections = \(query.maxConnections)", "query.idle_timeout = \(d(query.idleTimeout))",
             "query.max_deadline = \(d(query.maxDeadline))", "query.min_refresh = \(d(query.minimumRefresh))",
+        ] + query.peerLimitLines + [
             "retention.enabled = \(retention.enabled)", "retention.max_total_bytes = \(retention.maxTotalBytes)",
             "retention.check_interval = \(d(retention.checkInterval))", "retention.lease = \(d(retention.lease))",
         ]

@@ -1,4 +1,5 @@
 import Foundation
+public import SpateServer
 
 /// The query listener's settings (`query:` section).
 public struct QueryConfiguration: Sendable {
@@ -17,6 +18,51 @@ public struct QueryConfiguration: Sendable {
     public var tlsCertificateFile: String?
     public var tlsKeyFile: String?
     public var minimumRefresh: Duration
+    /// Frame limit before a valid token (`max_preauth_frame_size`).
+    public var maxPreAuthFrameSize: Int = ServerLimits.defaults.maxPreAuthFrameSize
+    /// Connections that have not authenticated yet (`max_unauthenticated_connections`).
+    public var maxUnauthenticatedConnections: Int = 128
+    /// Metadata entries per call (`max_metadata_entries`).
+    public var maxMetadataEntries: Int = ServerLimits.defaults.maxMetadataEntries
+    /// Bound of the answer cache in estimated bytes (`cache_max_bytes`).
+    public var cacheMaxBytes: Int = 64 << 20
+    /// Largest request message (`max_request_size`).
+    public var maxRequestSize: Int = ServerLimits.defaults.maxRequestSize
+    /// Wait for a call's request message (`request_timeout`).
+    public var requestTimeout: Duration = ServerLimits.defaults.requestTimeout
+    /// Accept to preface (TLS handshake included) and, with a token, to the first valid token (`handshake_timeout`).
+    public var handshakeTimeout: Duration = ServerLimits.defaults.handshakeTimeout
+    /// Wrong tokens per connection before GOAWAY (`max_failed_tokens`).
+    public var maxFailedTokens: Int = ServerLimits.defaults.maxFailedTokens
+    /// PINGs closer than this are strikes (`min_ping_interval`).
+    public var minPingInterval: Duration = ServerLimits.defaults.minPingInterval
+    /// Strikes before GOAWAY too_many_pings (`max_ping_strikes`).
+    public var maxPingStrikes: Int = ServerLimits.defaults.maxPingStrikes
+    /// A peer not reading its answers this long is closed (`write_stall_timeout`).
+    public var writeStallTimeout: Duration = ServerLimits.defaults.writeStallTimeout
+    /// Close this long after GOAWAY even if it cannot be written (`goaway_timeout`).
+    public var goAwayTimeout: Duration = ServerLimits.defaults.goAwayTimeout
+
+    /// The peer limits as `--print-config` shows them.
+    var peerLimitLines: [String] {
+        [
+            "query.max_preauth_frame_size = \(maxPreAuthFrameSize)", "query.max_unauthenticated_connections = \(maxUnauthenticatedConnections)",
+            "query.max_metadata_entries = \(maxMetadataEntries)", "query.max_request_size = \(maxRequestSize)",
+            "query.cache_max_bytes = \(cacheMaxBytes)", "query.request_timeout = \(requestTimeout)",
+            "query.handshake_timeout = \(handshakeTimeout)", "query.max_failed_tokens = \(maxFailedTokens)",
+            "query.min_ping_interval = \(minPingInterval)", "query.max_ping_strikes = \(maxPingStrikes)",
+            "query.write_stall_timeout = \(writeStallTimeout)", "query.goaway_timeout = \(goAwayTimeout)",
+        ]
+    }
+
+    /// The per-connection limits of the server module.
+    public var serverLimits: ServerLimits {
+        ServerLimits(
+            maxFrameSize: maxFrameSize, maxPreAuthFrameSize: maxPreAuthFrameSize, maxOutboundFrameSize: ServerLimits.defaults.maxOutboundFrameSize,
+            maxRequestSize: maxRequestSize, maxStreams: maxStreamsPerConnection, maxMetadataEntries: maxMetadataEntries, maxDeadline: maxDeadline, requestTimeout: requestTimeout,
+            handshakeTimeout: handshakeTimeout, idleTimeout: idleTimeout, maxFailedTokens: maxFailedTokens, minPingInterval: minPingInterval,
+            maxPingStrikes: maxPingStrikes, writeStallTimeout: writeStallTimeout, goAwayTimeout: goAwayTimeout, token: token)
+    }
 
     public var host: String { String(listen[..<(listen.lastIndex(of: ":") ?? listen.endIndex)]) }
     public var port: Int { Int(listen[listen.index(after: listen.lastIndex(of: ":")!)...]) ?? 0 }
@@ -25,7 +71,9 @@ public struct QueryConfiguration: Sendable {
 extension NodeConfiguration {
     static let queryKeys = [
         "listen", "advertise", "max_frame_size", "max_streams_per_connection", "max_connections", "idle_timeout", "max_deadline",
-        "token_file", "tls_cert_file", "tls_key_file", "min_refresh",
+        "token_file", "tls_cert_file", "tls_key_file", "min_refresh", "max_preauth_frame_size", "max_unauthenticated_connections", "max_request_size", "cache_max_bytes",
+        "max_metadata_entries", "request_timeout", "handshake_timeout", "max_failed_tokens", "min_ping_interval", "max_ping_strikes",
+        "write_stall_timeout", "goaway_timeout",
     ]
 
     static func buildQuery(_ t: ConfigTree, environment: [String: String]) throws -> QueryConfiguration {
@@ -35,9 +83,11 @@ extension NodeConfiguration {
             guard let v = Int(s), r.contains(v) else { throw ConfigurationError("query.\(k)", "'\(s)' must be a whole number in \(r.lowerBound)...\(r.upperBound)") }
             return v
         }
-        func duration(_ k: String, _ d: Duration, max: Duration? = nil) throws -> Duration {
+        func duration(_ k: String, _ d: Duration, _ r: ClosedRange<Duration> = .milliseconds(1)...Duration.seconds(86_400 * 365)) throws -> Duration {
             guard let s = try t.scalar("query.\(k)") else { return d }
-            return try ConfigValue.duration(s, key: "query.\(k)", max: max)
+            let v = try ConfigValue.duration(s, key: "query.\(k)")
+            guard r.contains(v) else { throw ConfigurationError("query.\(k)", "'\(s)' must be between \(r.lowerBound) and \(r.upperBound)") }
+            return v
         }
         let listen = try str("listen", "127.0.0.1:7400")
         let port = try ConfigValue.listenAddress(listen, key: "query.listen").port
@@ -62,15 +112,30 @@ extension NodeConfiguration {
             if let f, !FileManager.default.isReadableFile(atPath: f) { throw ConfigurationError(k, "\(f) is not readable") }
         }
         let advertise = try str("advertise", listen.hasPrefix("0.0.0.0:") ? "127.0.0.1:\(port)" : listen)
-        return QueryConfiguration(
+        let maxFrameSize = try int("max_frame_size", 4 << 20, 1024...(64 << 20))
+        var q = QueryConfiguration(
             listen: listen, advertise: advertise,
-            maxFrameSize: try int("max_frame_size", 4 << 20, 1024...(64 << 20)),
+            maxFrameSize: maxFrameSize,
             maxStreamsPerConnection: try int("max_streams_per_connection", 100, 1...10_000),
             maxConnections: try int("max_connections", 1024, 1...100_000),
             idleTimeout: try duration("idle_timeout", .seconds(300)),
             maxDeadline: try duration("max_deadline", .seconds(60)),
             token: token, tlsCertificateFile: cert, tlsKeyFile: key,
             // Refresh intervals travel as 32-bit milliseconds; an hour is plenty.
-            minimumRefresh: try duration("min_refresh", .seconds(1), max: .seconds(3600)))
+            minimumRefresh: try duration("min_refresh", .seconds(1), .milliseconds(1)...Duration.seconds(3600)))
+        let d = ServerLimits.defaults
+        q.maxPreAuthFrameSize = try int("max_preauth_frame_size", d.maxPreAuthFrameSize, 1024...maxFrameSize)
+        q.maxUnauthenticatedConnections = try int("max_unauthenticated_connections", min(128, q.maxConnections), 1...q.maxConnections)
+        q.maxRequestSize = try int("max_request_size", d.maxRequestSize, 1024...maxFrameSize)
+        q.cacheMaxBytes = try int("cache_max_bytes", 64 << 20, (1 << 20)...(16 << 30))
+        q.maxMetadataEntries = try int("max_metadata_entries", d.maxMetadataEntries, 1...1024)
+        q.requestTimeout = try duration("request_timeout", d.requestTimeout)
+        q.handshakeTimeout = try duration("handshake_timeout", d.handshakeTimeout)
+        q.maxFailedTokens = try int("max_failed_tokens", d.maxFailedTokens, 1...1000)
+        q.minPingInterval = try duration("min_ping_interval", d.minPingInterval, .zero...Duration.seconds(3600))
+        q.maxPingStrikes = try int("max_ping_strikes", d.maxPingStrikes, 0...1000)
+        q.writeStallTimeout = try duration("write_stall_timeout", d.writeStallTimeout)
+        q.goAwayTimeout = try duration("goaway_timeout", d.goAwayTimeout)
+        return q
     }
 }

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ServiceLifecycle
+import SpateServer
 import SpateWire
 import Synchronization
 
@@ -14,9 +15,9 @@ final class QueryServer: Service, Sendable {
     private let handler: any CallHandler
     private let logger: Logger
     private let group: MultiThreadedEventLoopGroup
-    private let connections = Atomic<Int>(0)
+    private let slots: ConnectionSlots
     /// Open client connections.
-    var connectionCount: Int { connections.load(ordering: .relaxed) }
+    var connectionCount: Int { slots.current.total }
     private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
     private let bound = Mutex<(any Channel)?>(nil)
     private let ready = Mutex<[CheckedContinuation<SocketAddress, any Error>]>([])
@@ -26,6 +27,7 @@ final class QueryServer: Service, Sendable {
         self.configuration = configuration
         self.handler = handler
         self.logger = logger
+        slots = ConnectionSlots(maxConnections: configuration.maxConnections, maxUnauthenticated: configuration.maxUnauthenticatedConnections)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         if let cert = configuration.tlsCertificateFile, let key = configuration.tlsKeyFile {
             do {
@@ -48,34 +50,33 @@ final class QueryServer: Service, Sendable {
     }
 
     func run() async throws {
-        let limits = ServerLimits(
-            maxFrameSize: configuration.maxFrameSize, maxStreams: configuration.maxStreamsPerConnection,
-            maxDeadline: configuration.maxDeadline, token: configuration.token)
-        let idle = configuration.idleTimeout
-        let maxConnections = configuration.maxConnections
-        let idleTimeout = TimeAmount.nanoseconds(Int64(idle.components.seconds) * 1_000_000_000 + Int64(idle.components.attoseconds / 1_000_000_000))
+        let limits = configuration.serverLimits
+        let slots = self.slots
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 1024)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            // Bounded outbound buffering: above 256 KiB unwritten the connection stops reading.
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: .init(low: 64 << 10, high: 256 << 10))
             .childChannelInitializer { [self] channel in
-                let count = connections.add(1, ordering: .relaxed).newValue
+                if let refusal = slots.acquire() {
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RefusingHandler(refusal, timeout: limits.goAwayTimeout))
+                    }
+                }
                 let id = ObjectIdentifier(channel)
                 channels.withLock { $0[id] = channel }
-                channel.closeFuture.whenComplete { [self] _ in
-                    connections.subtract(1, ordering: .relaxed)
-                    channels.withLock { $0[id] = nil }
-                }
-                if count > maxConnections {
-                    QueryConnectionHandler.reject(channel, RPCError(.resourceExhausted, "the server has \(maxConnections) connections already"), withPreface: true)
-                    return channel.eventLoop.makeSucceededVoidFuture()
-                }
+                channel.closeFuture.whenComplete { [self] _ in channels.withLock { $0[id] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
-                    if let ssl = sslContext {
-                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ssl))
+                    do {
+                        if let ssl = sslContext {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: ssl))
+                        }
+                        try ConnectionHandler.addHandlers(to: channel.pipeline.syncOperations, limits: limits, handler: handler, slots: slots, logger: logger)
+                    } catch {
+                        slots.release(authenticated: false)  // no ConnectionHandler owns the slot
+                        throw error
                     }
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: idleTimeout))
-                    try channel.pipeline.syncOperations.addHandler(QueryConnectionHandler(handler: handler, limits: limits, logger: logger))
                 }
             }
         let channel: any Channel
@@ -100,7 +101,7 @@ final class QueryServer: Service, Sendable {
             try? await channel.closeFuture.get()
         } onGracefulShutdown: { [self] in
             for c in channels.withLock({ Array($0.values) }) {
-                QueryConnectionHandler.reject(c, RPCError(.unavailable, "the node is shutting down"), withPreface: false)
+                c.pipeline.fireUserInboundEventTriggered(ConnectionHandler.ShutdownEvent())
             }
             channel.close(promise: nil)
         }

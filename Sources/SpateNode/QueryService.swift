@@ -5,6 +5,7 @@ import SpateIngest
 import SpateSchema
 import SpateModel
 import SpateQuery
+import SpateServer
 import SpateWire
 
 /// The query methods: Status, ListViews, Query and Watch (Storage when retention runs).

@@ -27,7 +27,8 @@ public struct SpateNodeServices: Sendable {
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
         let engine = QueryEngine(
             client: queryClient, naming: naming,
-            views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) })
+            views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) },
+            cacheMaxBytes: configuration.query.cacheMaxBytes)
         let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
         let topicCheck = TopicCheck(configuration: configuration, logger: logger)
         let local = LocalStatus(configuration: configuration, counters: counters)

@@ -3,44 +3,70 @@ public import SpateElastic
 public import SpateSchema
 public import SpateModel
 public import Synchronization
+import SpateWire
 
 /// Plans, caches and coalesces queries. A result is cached per normalized plan (view,
 /// bucket-aligned range, step, filters, kind) until the view's next flush is due; identical
-/// queries in flight share one store request.
+/// queries in flight share one store request. The cache holds at most `cacheMaxBytes`
+/// (estimated) of answers (`AnswerCache`).
 public final class QueryEngine: Sendable {
     public let planner: QueryPlanner
     public let executor: QueryExecutor
     private let clock: @Sendable () -> UInt64
-    private let state = Mutex<State>(State())
+    private let state: Mutex<State>
     /// Store requests made, answers served from cache, and queries that joined one in flight.
     public let storeQueries = Atomic<UInt64>(0)
     public let cacheHits = Atomic<UInt64>(0)
     public let coalesced = Atomic<UInt64>(0)
 
+    /// Bound of the answer cache, in estimated bytes (`query.cache_max_bytes`).
+    public let cacheMaxBytes: Int
+
     private struct State {
-        var cache: [QueryPlan: (result: QueryResult, expiresMs: UInt64)] = [:]
+        var cache: AnswerCache<QueryPlan, QueryResult>
         var inFlight: [QueryPlan: Task<QueryResult, any Error>] = [:]
     }
 
+    /// An engine over `views`; `cacheMaxBytes` bounds its answer cache.
     public init(
-        client: ElasticClient, naming: IndexNaming, views: [PlannableView],
+        client: ElasticClient, naming: IndexNaming, views: [PlannableView], cacheMaxBytes: Int = 64 << 20,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         planner = QueryPlanner(views: views)
         executor = QueryExecutor(client: client, naming: naming)
+        self.cacheMaxBytes = cacheMaxBytes
+        state = Mutex(State(cache: AnswerCache(maxBytes: cacheMaxBytes)))
         self.clock = clock
     }
 
+    /// Answers cached now, and their estimated bytes (tests, metrics).
+    public var cacheUsage: (entries: Int, bytes: Int) { state.withLock { ($0.cache.count, $0.cache.bytes) } }
+
+    /// Memory an answer holds, estimated from its parts (strings, rows, points).
+    public static func estimatedBytes(_ r: QueryResult) -> Int {
+        var n = 256 + r.view.utf8.count + r.quantiles.count * 16
+        for row in r.top { n += 96 + row.value.utf8.count }
+        for s in r.series { n += 64 + s.label.utf8.count + s.points.count * 16 }
+        return n
+    }
+
     /// The plan `query` gets now (for tests and explanations).
-    public func plan(_ query: Query) throws -> QueryPlan { try planner.plan(query, nowMs: clock()) }
+    /// - Throws: `RPCError` INVALID_ARGUMENT or NOT_FOUND when the planner refuses the query.
+    public func plan(_ query: Query) throws -> QueryPlan { try plan(query, nowMs: clock()) }
+
+    private func plan(_ query: Query, nowMs: UInt64) throws -> QueryPlan {
+        do { return try planner.plan(query, nowMs: nowMs) } catch let e as QueryPlanError {
+            throw RPCError(e.code == .unknownView ? .notFound : .invalidArgument, e.message)
+        }
+    }
 
     /// Answers `query`: from the cache, by joining an identical query in flight, or from the store.
     public func run(_ query: Query) async throws -> QueryResult {
         let now = clock()
-        let plan = try planner.plan(query, nowMs: now)
+        let plan = try plan(query, nowMs: now)
         enum Step { case cached(QueryResult), join(Task<QueryResult, any Error>), start(Task<QueryResult, any Error>) }
         let step: Step = state.withLock { s in
-            if let hit = s.cache[plan], hit.expiresMs > now { return .cached(hit.result) }
+            if let hit = s.cache.value(plan, nowMs: now) { return .cached(hit) }
             if let running = s.inFlight[plan] { return .join(running) }
             let executor = executor
             let task = Task { try await executor.execute(plan, nowMs: now) }
@@ -62,8 +88,7 @@ public final class QueryEngine: Sendable {
                 let ttl = max(1000, plan.view.flushIntervalMs)
                 state.withLock { s in
                     s.inFlight[plan] = nil
-                    s.cache[plan] = (r, now + ttl)
-                    if s.cache.count > 4096 { s.cache = s.cache.filter { $0.value.expiresMs > now } }
+                    s.cache.insert(plan, r, size: Self.estimatedBytes(r), expiresMs: now + ttl, nowMs: now)
                 }
                 return r
             } catch {

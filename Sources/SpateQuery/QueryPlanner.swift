@@ -1,6 +1,34 @@
 public import SpateModel
 import SpateWire
 
+/// Why the planner refused a query. The server maps it to a status at its boundary
+/// (`QueryEngine`): `invalidQuery` is INVALID_ARGUMENT, `unknownView` NOT_FOUND.
+public struct QueryPlanError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// The kind of refusal.
+    public struct Code: Sendable, Hashable, CustomStringConvertible {
+        private enum Value: Sendable, Hashable { case invalidQuery, unknownView }
+        private let value: Value
+        /// The query cannot be answered as asked (range, step, dimensions, cost).
+        public static let invalidQuery = Code(value: .invalidQuery)
+        /// The query names a view that does not exist.
+        public static let unknownView = Code(value: .unknownView)
+        public var description: String { value == .invalidQuery ? "invalid query" : "unknown view" }
+    }
+
+    /// The kind of refusal.
+    public var code: Code
+    /// What to change, for the person who asked.
+    public var message: String
+
+    /// A refusal.
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
 /// How a query will be answered: which view, which exact (bucket-aligned) range and step.
 public struct QueryPlan: Sendable, Hashable {
     public var view: ViewDefinition
@@ -29,6 +57,19 @@ public struct QueryPlanner: Sendable {
     public let views: [PlannableView]
     /// The share of the requested range that rounding to a coarser view may add.
     public let roundingTolerance: Double
+    /// Filters a query may carry, and values over all its filters: each becomes a clause of
+    /// the store request.
+    public static let maxFilters = 32
+    public static let maxFilterValues = 1024
+    /// Quantiles one query may ask for: each is a number in the answer.
+    public static let maxQuantiles = 100
+    /// Buckets one store request may create: Elasticsearch's and OpenSearch's default
+    /// `search.max_buckets` (65,535). A split series asks for points × split terms per shard.
+    public static let maxStoreBuckets: UInt64 = 65_535
+
+    /// Terms a split series asks of each shard; QueryExecutor's `shard_size` for the split.
+    static func splitShardTerms(_ splitLimit: Int) -> UInt64 { UInt64(max(splitLimit * 5, 200)) }
+
     /// Series steps the planner picks from when none is given (≈ 60 points).
     static let niceSteps: [UInt64] = [
         60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000,
@@ -42,11 +83,21 @@ public struct QueryPlanner: Sendable {
     public func plan(_ query: Query, nowMs: UInt64) throws -> QueryPlan {
         let (rawStart, rawEnd) = query.range.resolved(nowMs: nowMs)
         let end = rawEnd == 0 ? nowMs : rawEnd
-        guard end > rawStart else { throw RPCError(.invalidArgument, "range: start must be before end") }
+        guard end > rawStart else { throw QueryPlanError(.invalidQuery, "range: start must be before end") }
         // Bounded here too (the wire decoder checks the same), so no rounding below can overflow.
-        guard end <= WireMessages.maxTimeMs else { throw RPCError(.invalidArgument, "range: the end is after 9999-12-31") }
+        guard end <= WireMessages.maxTimeMs else { throw QueryPlanError(.invalidQuery, "range: the end is after 9999-12-31") }
         if case .series(_, let step, _, _) = query.kind, step > WireMessages.maxTimeMs {
-            throw RPCError(.invalidArgument, "step: \(step) ms is out of range")
+            throw QueryPlanError(.invalidQuery, "step: \(step) ms is out of range")
+        }
+        guard query.filters.count <= Self.maxFilters else {
+            throw QueryPlanError(.invalidQuery, "\(query.filters.count) filters; at most \(Self.maxFilters)")
+        }
+        let values = query.filters.reduce(0) { $0 + $1.values.count }
+        guard values <= Self.maxFilterValues else {
+            throw QueryPlanError(.invalidQuery, "\(values) filter values; at most \(Self.maxFilterValues) over all filters")
+        }
+        if case .rttQuantiles(let qs) = query.kind, qs.count > Self.maxQuantiles {
+            throw QueryPlanError(.invalidQuery, "\(qs.count) quantiles; at most \(Self.maxQuantiles)")
         }
         var needed = Set(query.filters.map(\.dimension))
         var sketch: SketchKind?
@@ -73,19 +124,19 @@ public struct QueryPlanner: Sendable {
         var candidates = views.filter { fits($0) && ($0.definition.topK == 0 || needsTopK) }
         if let name = query.view {
             guard let v = views.first(where: { $0.definition.name == name }) else {
-                throw RPCError(.notFound, "unknown view '\(name)' (views: \(views.map(\.definition.name).joined(separator: ", ")))")
+                throw QueryPlanError(.unknownView, "unknown view '\(name)' (views: \(views.map(\.definition.name).joined(separator: ", ")))")
             }
             guard fits(v) else {
-                throw RPCError(
-                    .invalidArgument,
+                throw QueryPlanError(
+                    .invalidQuery,
                     "view '\(name)' cannot answer this query: it has dimensions \(v.definition.dimensions.map(\.rawValue)) and sketches \(v.definition.sketches.map(\.rawValue).sorted())")
             }
             candidates = [v]
         }
         guard !candidates.isEmpty else {
             let what = needed.map(\.rawValue).sorted().joined(separator: ", ")
-            throw RPCError(
-                .invalidArgument,
+            throw QueryPlanError(
+                .invalidQuery,
                 "no view can answer: needs dimensions [\(what)]\(sketch.map { " and the \($0.rawValue) sketch" } ?? ""); views: "
                     + views.map { "\($0.definition.name) \($0.definition.dimensions.map(\.rawValue))" }.joined(separator: "; "))
         }
@@ -119,12 +170,21 @@ public struct QueryPlanner: Sendable {
             break
         }
         guard let chosen else {
-            throw RPCError(.invalidArgument, "step \(seriesStep ?? 0) ms is not a multiple of any usable view's bucket")
+            throw QueryPlanError(.invalidQuery, "step \(seriesStep ?? 0) ms is not a multiple of any usable view's bucket")
         }
         let start = rawStart / step * step
         let roundedEnd = (end + step - 1) / step * step
         if seriesStep != nil, (roundedEnd - start) / step > 10_000 {
-            throw RPCError(.invalidArgument, "the series would have \((roundedEnd - start) / step) points; choose a larger step")
+            throw QueryPlanError(.invalidQuery, "the series would have \((roundedEnd - start) / step) points; choose a larger step")
+        }
+        if case .series(_, _, let split?, let splitLimit) = query.kind {
+            let points = (roundedEnd - start) / step
+            let terms = Self.splitShardTerms(splitLimit)
+            guard points * terms <= Self.maxStoreBuckets else {
+                throw QueryPlanError(
+                    .invalidQuery,
+                    "a series split by \(split.rawValue) would have \(points) points × up to \(terms) terms, more than the store's \(Self.maxStoreBuckets) buckets; choose a step of at least \((roundedEnd - start) / (Self.maxStoreBuckets / terms) / 1000 + 1) s or a shorter range")
+            }
         }
         return QueryPlan(view: chosen.definition, startMs: start, endMs: roundedEnd, stepMs: step, filters: query.filters, kind: query.kind)
     }

@@ -29,6 +29,13 @@ let package = Package(
             name: "QueryPlanning",
             dependencies: [.product(name: "SpateWire", package: "Spate")],
             swiftSettings: [.enableUpcomingFeature("ExistentialAny"), .enableUpcomingFeature("InternalImportsByDefault")]),
+        // The server's decoder and connection state machine (Sources/SpateServer).
+        .executableTarget(
+            name: "fuzz-connection",
+            dependencies: [
+                "FuzzSupport", .product(name: "SpateServer", package: "Spate"), .product(name: "SpateWire", package: "Spate"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]),
         .executableTarget(
             name: "fuzz-request",
             dependencies: ["FuzzSupport", "QueryPlanning", .product(name: "SpateWire", package: "Spate")]),

@@ -30,8 +30,8 @@ struct QueryPlannerTests {
         #expect(server.view.name == "server_1m")
         let distinct = try planner.plan(Query(range: .last(ms: 7 * 86_400_000), kind: .distinctSubscribers), nowMs: now)
         #expect(distinct.view.name == "app_1h")
-        let e = #expect(throws: RPCError.self) { _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .top(dimension: .country, metric: .bytes, limit: 3)), nowMs: now) }
-        #expect(e?.code == .invalidArgument)
+        let e = #expect(throws: QueryPlanError.self) { _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .top(dimension: .country, metric: .bytes, limit: 3)), nowMs: now) }
+        #expect(e?.code == .invalidQuery)
     }
 
     @Test("series steps: about 60 points, multiples of the view's bucket")
@@ -41,9 +41,33 @@ struct QueryPlannerTests {
         #expect(day.stepMs % day.view.bucketMs == 0)
         let hour = try planner.plan(Query(range: .last(ms: 3_600_000), kind: .series(metric: .bytes, stepMs: 0, splitBy: nil, splitLimit: 5)), nowMs: now)
         #expect(hour.stepMs == 60_000 && hour.view.name == "app_1m")
-        let odd = #expect(throws: RPCError.self) {
+        let odd = #expect(throws: QueryPlanError.self) {
             _ = try planner.plan(Query(range: .last(ms: 3_600_000), kind: .series(metric: .bytes, stepMs: 90_000_001, splitBy: nil, splitLimit: 5)), nowMs: now)
         }
-        #expect(odd?.code == .invalidArgument)
+        #expect(odd?.code == .invalidQuery)
+    }
+
+    @Test("query cost: a daily series over 27 years split by application, too many filters or values are refused before the store")
+    func cost() throws {
+        let years = Query(
+            range: .absolute(startMs: 946_684_800_000, endMs: 946_684_800_000 + 27 * 365 * 86_400_000),
+            kind: .series(metric: .bytes, stepMs: 86_400_000, splitBy: .application, splitLimit: 5))
+        let split = #expect(throws: QueryPlanError.self) { _ = try planner.plan(years, nowMs: now) }
+        #expect(split?.code == .invalidQuery)
+        #expect(split?.message.contains("65535 buckets") == true)
+        // The same range unsplit, or split over a day in 5-minute steps, is fine.
+        _ = try planner.plan(Query(range: years.range, kind: .series(metric: .bytes, stepMs: 86_400_000, splitBy: nil, splitLimit: 5)), nowMs: now)
+        _ = try planner.plan(Query(range: .last(ms: 86_400_000), kind: .series(metric: .bytes, stepMs: 300_000, splitBy: .application, splitLimit: 5)), nowMs: now)
+        let filter = QueryFilter(dimension: .application, op: .eq, values: ["a"])
+        let many = #expect(throws: QueryPlanError.self) {
+            _ = try planner.plan(Query(range: .last(ms: 60_000), filters: Array(repeating: filter, count: 33), kind: .totals), nowMs: now)
+        }
+        #expect(many?.code == .invalidQuery)
+        let values = QueryFilter(dimension: .application, op: .in, values: (0..<1025).map(String.init))
+        #expect(throws: QueryPlanError.self) { _ = try planner.plan(Query(range: .last(ms: 60_000), filters: [values], kind: .totals), nowMs: now) }
+        #expect(throws: QueryPlanError.self) {
+            _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .rttQuantiles(Array(repeating: 0.5, count: 101))), nowMs: now)
+        }
+        _ = try planner.plan(Query(range: .last(ms: 60_000), kind: .rttQuantiles(Array(repeating: 0.5, count: 100))), nowMs: now)
     }
 }
