@@ -19,8 +19,9 @@ func startQueryNode(_ bed: NodeTestBed, elasticURL: String? = nil, query: [Strin
     bed.query = q
     let node = try bed.startNode(name, elasticURL: elasticURL, ingest: ingest, workers: 1)
     let address = "127.0.0.1:\(port)"
-    let deadline = ContinuousClock.now + .seconds(20)
-    while ContinuousClock.now < deadline {
+    // Generous: with other builds on a 2-core machine a debug node has taken over 20 s.
+    let deadline = ContinuousClock.now + .seconds(60)
+    while ContinuousClock.now < deadline && node.isRunning {
         if (try? RawConnection(port: port)) != nil { return (node, address) }
         try await Task.sleep(for: .milliseconds(100))
     }
