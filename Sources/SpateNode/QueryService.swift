@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import SpateElastic
 import SpateIngest
@@ -22,6 +23,8 @@ final class QueryService: CallHandler {
     let storage: (@Sendable () async throws -> StorageReport)?
     let warnings: @Sendable () -> [String]
     let metrics: NodeMetrics?
+    /// When the store last answered a health check (for "unreachable since …").
+    private let lastHealthy = Mutex<Date?>(nil)
 
     init(
         configuration: NodeConfiguration, elastic: ElasticClient, engine: QueryEngine, version: String,
@@ -102,9 +105,20 @@ final class QueryService: CallHandler {
 
     func status() async throws -> ClusterStatus {
         let me = local.current()
-        var health: String
-        do { health = try await elastic.health() } catch { health = "unreachable: \(error)" }
-        let members = (await cluster().filter { $0.nodeID != me.nodeID } + [me]).sorted { $0.nodeID < $1.nodeID }
+        // Bounded: during a store outage Status still answers in about two seconds with what
+        // this node knows (its partitions, lag, rates; the last member listing).
+        let elastic = self.elastic
+        async let checked = awaitAtMost(.seconds(1)) { try await elastic.health() }
+        async let listed = cluster()
+        let health: String
+        if let h = await checked {
+            health = h
+            lastHealthy.withLock { $0 = Date() }
+        } else {
+            let since = lastHealthy.withLock { $0 }
+            health = "unreachable" + (since.map { " since \($0) (last answer)" } ?? " (no answer since this node started)")
+        }
+        let members = (await listed.filter { $0.nodeID != me.nodeID } + [me]).sorted { $0.nodeID < $1.nodeID }
         return ClusterStatus(
             nodeID: me.nodeID, version: version, node: me, cluster: members, storeHealth: health, topic: configuration.kafka.topic,
             group: configuration.kafka.group, warnings: warnings())
