@@ -139,7 +139,8 @@ let package = Package(
         .executableTarget(
             name: "spate-bench",
             dependencies: [
-                "SpateProbe", "SpateKafka", "SpateCodec", "SpateClient", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SpateProbe", "SpateKafka", "SpateCodec", "SpateClient", "SpateIngest", "SpateSchema", "SpateModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

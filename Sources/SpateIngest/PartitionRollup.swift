@@ -73,6 +73,10 @@ public final class PartitionRollup {
     private var scratchIDs: [UInt32] = []
     private let stringFields: [Dimension]
     private let needsSubscriber: Bool
+    /// The subscriber's position among a record's interned strings (-1: not interned).
+    private let subscriberSlot: Int
+    /// The bucket mapping of every RTT sketch (they share the default accuracy).
+    static let rttMapping = QuantileSketch()
 
     public init(
         partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner = StringInterner(),
@@ -90,6 +94,7 @@ public final class PartitionRollup {
         var fields = Dimension.allCases.filter { d in d.isString && views.contains { $0.dimensions.contains(d) } }
         if needsSubscriber && !fields.contains(.subscriber) { fields.append(.subscriber) }
         stringFields = fields
+        subscriberSlot = fields.firstIndex(of: .subscriber) ?? -1
         rollups = views.map { ViewRollup(definition: $0, stringFields: fields) }
     }
 
@@ -156,29 +161,43 @@ public final class PartitionRollup {
                 scratchIDs[i * stride + k] = id
             }
         }
-        // Pass 2: fold.
+        // Pass 2: fold. Per record, what every view shares is computed once: the RTT sketch
+        // bucket (a logarithm) and the subscriber's hash.
         let w = watermark
         let replaying = offset < horizon.horizonOffset
         let wc = horizonWatermark
         var messageMax = maxEventTs
-        for i in 0..<n {
-            let r = batch[i]
-            let ts = r.endTimeMs
-            if ts > messageMax { messageMax = ts }
-            if ts < w {
-                if replaying { outcome.skippedReplay += 1 } else { outcome.late.append(i) }
-                continue
+        let maxBefore = maxEventTs
+        let subscriberSlot = self.subscriberSlot
+        let interner = self.interner
+        scratchIDs.withUnsafeBufferPointer { ids in
+            for i in 0..<n {
+                let r = batch[i]
+                let ts = r.endTimeMs
+                if ts > messageMax { messageMax = ts }
+                if ts < w {
+                    if replaying { outcome.skippedReplay += 1 } else { outcome.late.append(i) }
+                    continue
+                }
+                let rtt = r.rttMicros
+                let rttBucket = rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil
+                var subscriberHash: UInt64?
+                if subscriberSlot >= 0 {
+                    let s = ids[i * stride + subscriberSlot]
+                    if s != 0 { subscriberHash = interner.hash(s) }
+                }
+                var foldedAny = false
+                for v in rollups {
+                    let bucketMs = v.bucketMs
+                    let bucketStart = ts - ts % bucketMs
+                    if replaying && bucketStart + bucketMs <= wc { continue }
+                    v.fold(
+                        record: r, ids: ids, idBase: i * stride, bucketStart: bucketStart, offset: offset,
+                        maxEventTsBefore: maxBefore, rttBucket: rttBucket, subscriberHash: subscriberHash)
+                    foldedAny = true
+                }
+                if foldedAny { outcome.folded += 1 } else { outcome.skippedReplay += 1 }
             }
-            var foldedAny = false
-            for v in rollups {
-                let bucketStart = ts - ts % v.definition.bucketMs
-                if replaying && bucketStart + v.definition.bucketMs <= wc { continue }
-                v.fold(
-                    record: r, ids: scratchIDs, idBase: i * stride, bucketStart: bucketStart,
-                    offset: offset, maxEventTsBefore: maxEventTs, interner: interner)
-                foldedAny = true
-            }
-            if foldedAny { outcome.folded += 1 } else { outcome.skippedReplay += 1 }
         }
         maxEventTs = messageMax
         nextOffset = offset + 1

@@ -5,22 +5,28 @@ import SpateModel
 final class ViewRollup {
     let definition: ViewDefinition
     let width: Int
+    /// The bucket width, read per record.
+    let bucketMs: UInt64
     /// Open buckets, usually one or two.
     var buckets: [BucketCells] = []
     /// Closed buckets waiting for their final flush.
     var closing: [BucketCells] = []
     private var key: [UInt64]
     private var last: BucketCells?
+    /// The bucket the record being folded went to.
+    private var current: BucketCells?
+    /// The view's dimensions (a copy, read per record without touching `definition`).
+    private let dimensions: [Dimension]
     /// For each dimension, its slot among the message's resolved strings (-1: not a string).
     private let stringSlots: [Int]
-    private let subscriberSlot: Int
 
     init(definition: ViewDefinition, stringFields: [Dimension]) {
         self.definition = definition
         width = definition.dimensions.count
+        bucketMs = definition.bucketMs
         key = [UInt64](repeating: 0, count: definition.dimensions.count)
         stringSlots = definition.dimensions.map { stringFields.firstIndex(of: $0) ?? -1 }
-        subscriberSlot = stringFields.firstIndex(of: .subscriber) ?? -1
+        dimensions = definition.dimensions
     }
 
     var cellCount: Int { buckets.reduce(0) { $0 + $1.count } + closing.reduce(0) { $0 + $1.count } }
@@ -43,51 +49,59 @@ final class ViewRollup {
         return b
     }
 
+    /// Folds one record. `ids` are the message's interned strings (`stride` per record, this
+    /// record's from `idBase`); the RTT bucket and subscriber hash are computed once per record
+    /// by the caller, for every view.
     @inline(__always)
     func fold(
-        record r: DecodedRecord, ids: [UInt32], idBase: Int, bucketStart: UInt64,
-        offset: Int64, maxEventTsBefore: UInt64, interner: StringInterner
+        record r: DecodedRecord, ids: UnsafeBufferPointer<UInt32>, idBase: Int, bucketStart: UInt64,
+        offset: Int64, maxEventTsBefore: UInt64, rttBucket: Int?, subscriberHash: UInt64?
     ) {
         var h: UInt64 = bucketStart
-        for (k, d) in definition.dimensions.enumerated() {
-            let v: UInt64
-            switch d {
-            case .probe: v = UInt64(r.probeID)
-            case .interface: v = UInt64(r.interfaceIndex)
-            case .l4Protocol: v = UInt64(r.l4Protocol)
-            case .serverPort: v = UInt64(r.serverPort)
-            case .serverPrefix: v = Self.prefix(r.serverIP)
-            case .clientPrefix: v = Self.prefix(r.clientIP)
-            default: v = UInt64(ids[idBase + stringSlots[k]])
+        let i = key.withUnsafeMutableBufferPointer { kp -> Int in
+            for k in 0..<kp.count {
+                let v: UInt64
+                switch dimensions[k] {
+                case .probe: v = UInt64(r.probeID)
+                case .interface: v = UInt64(r.interfaceIndex)
+                case .l4Protocol: v = UInt64(r.l4Protocol)
+                case .serverPort: v = UInt64(r.serverPort)
+                case .serverPrefix: v = Self.prefix(r.serverIP)
+                case .clientPrefix: v = Self.prefix(r.clientIP)
+                default: v = UInt64(ids[idBase + stringSlots[k]])
+                }
+                kp[k] = v
+                h = StableHash.combine(h, v)
             }
-            key[k] = v
-            h = StableHash.combine(h, v)
+            let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
+            current = b
+            return b.cellIndex(UnsafePointer(kp.baseAddress!), hash: h)
         }
-        let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
-        let i = key.withUnsafeBufferPointer { b.cellIndex($0.baseAddress!, hash: h) }
-        if !b.cells[i].dirty {
-            b.cells[i].dirty = true
-            b.dirtyCells.append(Int32(i))
-        }
-        b.cells[i].records = CellSum.add(b.cells[i].records, 1)
-        b.cells[i].flows = CellSum.add(b.cells[i].flows, UInt64(r.flows))
-        b.cells[i].bytesUp = CellSum.add(b.cells[i].bytesUp, r.bytesUp)
-        b.cells[i].bytesDown = CellSum.add(b.cells[i].bytesDown, r.bytesDown)
-        b.cells[i].packetsUp = CellSum.add(b.cells[i].packetsUp, r.packetsUp)
-        b.cells[i].packetsDown = CellSum.add(b.cells[i].packetsDown, r.packetsDown)
-        b.cells[i].lastOffset = offset
+        guard let b = current else { return }
         let rtt = r.rttMicros
-        if rtt > 0 {
-            b.cells[i].rttCount = CellSum.add(b.cells[i].rttCount, 1)
-            b.cells[i].rttSum = CellSum.add(b.cells[i].rttSum, UInt64(rtt))
-            if rtt < b.cells[i].rttMin { b.cells[i].rttMin = rtt }
-            if rtt > b.cells[i].rttMax { b.cells[i].rttMax = rtt }
-            if b.trackRTT { b.rttSketches[i].add(Double(rtt)) }
+        let newlyDirty = b.cells.withUnsafeMutableBufferPointer { cells -> Bool in
+            var c = cells[i]
+            let wasClean = !c.dirty
+            c.dirty = true
+            c.records = CellSum.add(c.records, 1)
+            c.flows = CellSum.add(c.flows, UInt64(r.flows))
+            c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
+            c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
+            c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
+            c.packetsDown = CellSum.add(c.packetsDown, r.packetsDown)
+            c.lastOffset = offset
+            if rtt > 0 {
+                c.rttCount = CellSum.add(c.rttCount, 1)
+                c.rttSum = CellSum.add(c.rttSum, UInt64(rtt))
+                if rtt < c.rttMin { c.rttMin = rtt }
+                if rtt > c.rttMax { c.rttMax = rtt }
+            }
+            cells[i] = c
+            return wasClean
         }
-        if b.trackSubscribers {
-            let s = ids[idBase + subscriberSlot]
-            if s != 0 { b.subscriberSketches[i].add(hash: interner.hash(s)) }
-        }
+        if newlyDirty { b.dirtyCells.append(Int32(i)) }
+        if rtt > 0 && b.trackRTT { b.rttSketches[i].add(bucket: rttBucket) }
+        if b.trackSubscribers, let s = subscriberHash { b.subscriberSketches[i].add(hash: s) }
     }
 
     /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.

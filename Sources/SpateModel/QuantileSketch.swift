@@ -32,12 +32,22 @@ public struct QuantileSketch: Sendable, Hashable {
     /// Adds `value` `times` times.
     @inline(__always)
     public mutating func add(_ value: Double, times: UInt64 = 1) {
+        add(bucket: value >= 1 ? index(value) : nil, times: times)
+    }
+
+    /// The bucket `value` falls into (nil: the zero bucket), so a caller adding one value to
+    /// several sketches of the same accuracy computes the logarithm once.
+    @inline(__always)
+    public func bucket(of value: Double) -> Int? { value >= 1 ? index(value) : nil }
+
+    /// Adds `times` values of bucket `i` (from `bucket(of:)` of a sketch of the same accuracy).
+    @inline(__always)
+    public mutating func add(bucket i: Int?, times: UInt64 = 1) {
         count += times
-        guard value >= 1 else {
+        guard let i else {
             zeroCount += times
             return
         }
-        let i = index(value)
         if counts.isEmpty {
             offset = i
             counts = [times]

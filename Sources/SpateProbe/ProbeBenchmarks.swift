@@ -63,3 +63,39 @@ extension ProbeBenchmarks {
         return Double(done) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
     }
 }
+
+extension ProbeBenchmarks {
+    /// One encoded probe message of a benchmark workload.
+    public struct EncodedMessage: Sendable {
+        public var probe: UInt32
+        public var bytes: [UInt8]
+        /// The event time of its last record (what a Kafka timestamp would be close to).
+        public var lastEventMs: UInt64
+    }
+
+    /// `records` records of realistic traffic encoded as probe messages of `batch` records,
+    /// probes taking turns, event time advancing at `eventRate` records/s from `startMs`: the
+    /// bytes a node would read from Kafka, without Kafka.
+    public static func encodedMessages(
+        records: Int, batch: Int = 200, probes: Int = 12, subscribers: Int = 1_000_000, eventRate: Double = 100_000,
+        startMs: UInt64 = 1_790_000_000_000
+    ) -> [EncodedMessage] {
+        let generator = TrafficGenerator(seed: 1, probes: probes, subscribers: subscribers)
+        let clock = EventClock(startMs: startMs, eventRate: eventRate, speedup: 1)
+        var out: [EncodedMessage] = []
+        out.reserveCapacity(records / batch + 1)
+        var index: UInt64 = 0
+        var probe: UInt32 = 1
+        while index < UInt64(records) {
+            generator.builder.begin(probeID: probe, sequence: index, createdMs: clock.timeMs(ofRecord: index), capacity: batch)
+            var c = MessageContribution()
+            generator.generate(probe: probe, firstIndex: index, count: batch, clock: clock, into: &c)
+            var bytes: [UInt8] = []
+            generator.builder.finish(into: &bytes)
+            out.append(EncodedMessage(probe: probe, bytes: bytes, lastEventMs: clock.timeMs(ofRecord: index + UInt64(batch) - 1)))
+            index += UInt64(batch)
+            probe = probe % UInt32(probes) + 1
+        }
+        return out
+    }
+}

@@ -1,0 +1,118 @@
+import ArgumentParser
+import Foundation
+import SpateCodec
+import SpateIngest
+import SpateModel
+import SpateProbe
+import SpateSchema
+
+/// The node's own ingest CPU, without a broker: pre-encoded probe messages, decoded and
+/// validated as a worker does, then folded into the default views (one rollup per partition,
+/// partitions keyed by probe as Kafka would), flushing every view on its interval of event time
+/// into bulk documents. Compared with a decode-only pass over the same bytes in the same run.
+struct FoldBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fold", abstract: "CPU per record: decode + validate + fold into the default views vs decode only, one core.")
+
+    @Option(help: "Records in the workload (at 100,000 records/s of event time, 3M is 30 s).") var records = 3_000_000
+    @Option(help: "Records per message.") var batch = 200
+    @Option(help: "Probes (one partition each).") var probes = 12
+    @Option(help: "Distinct subscribers.") var subscribers = 1_000_000
+    @Option(help: "Event-time density, records per second of event time (100000 = 6M/min).") var eventRate = 100_000.0
+    @Option(help: "Repetitions of each pass; the best is reported.") var repeats = 3
+
+    func run() throws {
+        print("encoding \(records) records (\(probes) probes, \(subscribers) subscribers, \(Int(eventRate)) records/s of event time)…")
+        let messages = ProbeBenchmarks.encodedMessages(
+            records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
+        let bytes = messages.reduce(0) { $0 + $1.bytes.count }
+        print("\(messages.count) messages, \(bytes / 1_000_000) MB")
+        var decodeBest = Double.infinity
+        var foldBest = Double.infinity
+        var documents = 0
+        for _ in 0..<repeats {
+            decodeBest = min(decodeBest, try cpuSeconds { try Self.decodeOnly(messages) })
+            let (seconds, docs) = try Self.timedFold(messages)
+            foldBest = min(foldBest, seconds)
+            documents = docs
+        }
+        let n = Double(records)
+        let decodeNs = decodeBest / n * 1e9
+        let foldNs = foldBest / n * 1e9
+        print(String(format: "decode+validate: %.0f ns/record CPU, %.0f records/s", decodeNs, n / decodeBest))
+        print(String(format: "decode+validate+fold+flush: %.0f ns/record CPU, %.0f records/s (%d documents)", foldNs, n / foldBest, documents))
+        print(String(format: "ratio fold/decode: %.2f; peak RSS %d MB", foldNs / decodeNs, peakRSSMegabytes()))
+    }
+
+    /// Decodes and validates every message as a worker does, touching each record.
+    static func decodeOnly(_ messages: [ProbeBenchmarks.EncodedMessage]) throws {
+        let decoder = RecordBatchDecoder()
+        var sum: UInt64 = 0
+        for m in messages {
+            try m.bytes.withUnsafeBytes { raw in
+                try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { b in
+                    for i in 0..<b.count { sum &+= b[i].bytesDown &+ UInt64(b[i].subscriberID.utf8.count) }
+                }
+            }
+        }
+        precondition(sum != 0)
+    }
+
+    /// Folds every message into its partition's rollup and flushes on the views' intervals of
+    /// event time; returns CPU seconds and documents written.
+    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage]) throws -> (Double, Int) {
+        let views = ViewDefinition.defaults
+        var rollups: [UInt32: PartitionRollup] = [:]
+        var offsets: [UInt32: Int64] = [:]
+        var nextFlush = [UInt64](repeating: 0, count: views.count)
+        var documents = 0
+        let seconds = try cpuSeconds {
+            let decoder = RecordBatchDecoder()
+            for m in messages {
+                let rollup = rollups[m.probe] ?? PartitionRollup(
+                    partition: Int32(m.probe), views: views, latenessMs: 120_000, resume: .beginning())
+                rollups[m.probe] = rollup
+                let offset = offsets[m.probe, default: 0]
+                offsets[m.probe] = offset + 1
+                _ = try m.bytes.withUnsafeBytes { raw in
+                    try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
+                }
+                // Flush intervals in event time: each view's interval, every partition.
+                var due = Set<Int>()
+                for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
+                    due.insert(v)
+                    nextFlush[v] = m.lastEventMs + view.flushIntervalMs
+                }
+                if !due.isEmpty {
+                    for r in rollups.values {
+                        var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
+                        _ = r.flush(due: { due.contains($0) }, into: &sink)
+                        documents += sink.count
+                    }
+                }
+            }
+        }
+        return (seconds, documents)
+    }
+}
+
+/// CPU seconds `body` took on this thread.
+func cpuSeconds(_ body: () throws -> Void) rethrows -> Double {
+    func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+    let start = now()
+    try body()
+    return now() - start
+}
+
+/// The process's peak resident memory (VmHWM), in MB.
+func peakRSSMegabytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) / 1024
+    }
+    return 0
+}
