@@ -54,6 +54,26 @@ struct IngestEdgeTests {
         return (r.status, try? JSONParser.parse(r.output), r.output)
     }
 
+    /// Starts Tests/Tools/fault-proxy.py in front of the store, refusing writes as its mode
+    /// file says (`none`, `item-403`, `401`, `413`); returns it, its port and the mode file.
+    static func startRefusalProxy(_ bed: NodeTestBed, mode: String) async throws -> (ChildProcess, String, String) {
+        let modeFile = bed.directory + "/proxy.mode"
+        try mode.write(toFile: modeFile, atomically: true, encoding: .utf8)
+        let portFile = bed.directory + "/proxy.port"
+        let proxy = try ChildProcess(
+            "/usr/bin/env",
+            ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", bed.services.elasticURL, "--port-file", portFile,
+             "--item-429", "0", "--request-503", "0", "--mode-file", modeFile],
+            logPath: bed.directory + "/proxy.log")
+        var port = ""
+        for _ in 0..<100 where port.isEmpty {
+            port = (try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        guard !port.isEmpty else { throw TestSupportError("the fault proxy did not start: \(proxy.output)") }
+        return (proxy, port, modeFile)
+    }
+
     /// Starts a node with its query port on a free loopback port; returns it and its address.
     static func startNode(_ bed: NodeTestBed, _ name: String, elasticURL: String? = nil) async throws -> (ChildProcess, String) {
         let port = try freePort()
@@ -127,93 +147,80 @@ struct IngestEdgeTests {
     /// The body of `exactBeyondDoubles` (a function of its own: Swift 6.3's region checker
     /// crashes on it as a closure).
     static func exactBeyondDoubles(_ bed: NodeTestBed) async throws {
-        do {
-            bed.views = "  - {name: app_1m, bucket: 1m, dimensions: [application, probe], flush_interval: 1s}"
-            let (node, address) = try await Self.startNode(bed, "a")
-            let now = UInt64(Date().timeIntervalSince1970 * 1000)
-            let m0 = now - now % 60_000 - 10 * 60_000
-            // "big53": 3 minutes × 100 records of ~2^46 bytes down: ~2^54.6 in all.
-            var expected53 = [UInt64](repeating: 0, count: 3)
-            var messages: [(partition: Int32, batch: RecordBatch)] = []
-            for minute in 0..<3 {
-                var batch = RecordBatch(probeID: 1, sequence: UInt64(minute), createdMs: now, records: [])
-                for k in 0..<100 {
-                    let down = RecordLimits.maxBytes - UInt64(k * 7919 + minute)
-                    batch.records.append(Self.record(m0 + UInt64(minute) * 60_000 + UInt64(k), app: "big53", bytesUp: 1, bytesDown: down))
-                    expected53[minute] += down
-                }
-                messages.append((Int32(minute % 4), batch))
+        bed.views = "  - {name: app_1m, bucket: 1m, dimensions: [application, probe], flush_interval: 1s}"
+        let (node, address) = try await Self.startNode(bed, "a")
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let m0 = now - now % 60_000 - 10 * 60_000
+        // "big53": 3 minutes × 100 records of ~2^46 bytes down: ~2^54.6 in all.
+        var expected53 = [UInt64](repeating: 0, count: 3)
+        var messages: [(partition: Int32, batch: RecordBatch)] = []
+        for minute in 0..<3 {
+            var batch = RecordBatch(probeID: 1, sequence: UInt64(minute), createdMs: now, records: [])
+            for k in 0..<100 {
+                let down = RecordLimits.maxBytes - UInt64(k * 7919 + minute)
+                batch.records.append(Self.record(m0 + UInt64(minute) * 60_000 + UInt64(k), app: "big53", bytesUp: 1, bytesDown: down))
+                expected53[minute] += down
             }
-            // "big64": 4 minutes × 4 partitions × 18,000 records of 2^46 bytes up: 288,000 × 2^46 > 2^64.
-            for minute in 3..<7 {
-                for partition in Int32(0)..<4 {
-                    for chunk in 0..<3 {
-                        var batch = RecordBatch(probeID: 2, sequence: UInt64(minute * 100 + Int(partition) * 10 + chunk), createdMs: now, records: [])
-                        for k in 0..<6000 {
-                            batch.records.append(Self.record(m0 + UInt64(minute) * 60_000 + UInt64(k % 60_000), app: "big64", bytesUp: RecordLimits.maxBytes, bytesDown: 0))
-                        }
-                        messages.append((partition, batch))
-                    }
-                }
-            }
-            try Self.produce(bed, messages)
-            let window = ["--server", address, "--from", String(m0), "--to", String(m0 + 7 * 60_000)]
-            let total53 = expected53.reduce(0, +)
-            #expect(total53 > 1 << 53)
-            var answer: JSONValue?
-            let deadline = ContinuousClock.now + .seconds(180)
-            while ContinuousClock.now < deadline {
-                let r = try Self.spate(["totals", "--filter", "application=big53"] + window)
-                answer = r.json?["totals"]
-                let series64 = try Self.spate(["series", "--metric", "records", "--step", "1m", "--filter", "application=big64"] + window)
-                let records64 = (series64.json?["series"]?[0]?["points"]?.arrayValue ?? []).compactMap { $0["value"]?.int64Value }.reduce(0, +)
-                if answer?["records"]?.int64Value == 300 && records64 == 288_000 { break }
-                try await Task.sleep(for: .seconds(2))
-            }
-            #expect(answer?["bytes_down"].flatMap { $0.int64Value }.map(UInt64.init) == total53, "\(String(describing: answer))\n\(bed.nodeLogs())")
-
-            let series = try Self.spate(["series", "--metric", "bytes_down", "--step", "1m", "--filter", "application=big53"] + window)
-            let points = (series.json?["series"]?[0]?["points"]?.arrayValue ?? []).filter { ($0["value"]?.int64Value ?? 0) > 0 }
-            #expect(points.map { UInt64($0["value"]?.int64Value ?? 0) } == expected53, "\(series.output)")
-
-            let top = try Self.spate(["top", "application", "--metric", "bytes_down", "--limit", "5", "--filter", "application=big53"] + window)
-            let row = top.json?["rows"]?.arrayValue?.first { $0["value"]?.stringValue == "big53" }
-            #expect(row?["metric"]?.int64Value.map(UInt64.init) == total53, "\(top.output)")
-
-            // Per minute, big64 is 72,000 × 2^46 (exact); over the whole range it passes 2^64.
-            let perMinute = try Self.spate(["series", "--metric", "bytes_up", "--step", "1m", "--filter", "application=big64"] + window)
-            let values = (perMinute.json?["series"]?[0]?["points"]?.arrayValue ?? []).compactMap { $0["value"]?.int64Value }.filter { $0 > 0 }
-            #expect(values.map(UInt64.init) == Array(repeating: 72_000 * RecordLimits.maxBytes, count: 4), "\(perMinute.output)")
-            let over = try Self.spate(["totals", "--filter", "application=big64"] + window)
-            #expect(over.status != 0)
-            #expect(over.output.contains("exceeds 2^64 - 1"), "\(over.output)")
-            #expect(node.isRunning, "\(bed.nodeLogs())")
-            let after = try Self.spate(["totals", "--filter", "application=big53"] + window)
-            #expect(after.status == 0 && node.isRunning)
+            messages.append((Int32(minute % 4), batch))
         }
+        // "big64": 4 minutes × 4 partitions × 18,000 records of 2^46 bytes up: 288,000 × 2^46 > 2^64.
+        for minute in 3..<7 {
+            for partition in Int32(0)..<4 {
+                for chunk in 0..<3 {
+                    var batch = RecordBatch(probeID: 2, sequence: UInt64(minute * 100 + Int(partition) * 10 + chunk), createdMs: now, records: [])
+                    for k in 0..<6000 {
+                        batch.records.append(Self.record(m0 + UInt64(minute) * 60_000 + UInt64(k % 60_000), app: "big64", bytesUp: RecordLimits.maxBytes, bytesDown: 0))
+                    }
+                    messages.append((partition, batch))
+                }
+            }
+        }
+        try Self.produce(bed, messages)
+        let window = ["--server", address, "--from", String(m0), "--to", String(m0 + 7 * 60_000)]
+        let total53 = expected53.reduce(0, +)
+        #expect(total53 > 1 << 53)
+        var answer: JSONValue?
+        let deadline = ContinuousClock.now + .seconds(180)
+        while ContinuousClock.now < deadline {
+            let r = try Self.spate(["totals", "--filter", "application=big53"] + window)
+            answer = r.json?["totals"]
+            let series64 = try Self.spate(["series", "--metric", "records", "--step", "1m", "--filter", "application=big64"] + window)
+            let records64 = (series64.json?["series"]?[0]?["points"]?.arrayValue ?? []).compactMap { $0["value"]?.int64Value }.reduce(0, +)
+            if answer?["records"]?.int64Value == 300 && records64 == 288_000 { break }
+            try await Task.sleep(for: .seconds(2))
+        }
+        #expect(answer?["bytes_down"].flatMap { $0.int64Value }.map(UInt64.init) == total53, "\(String(describing: answer))\n\(bed.nodeLogs())")
+
+        let series = try Self.spate(["series", "--metric", "bytes_down", "--step", "1m", "--filter", "application=big53"] + window)
+        let points = (series.json?["series"]?[0]?["points"]?.arrayValue ?? []).filter { ($0["value"]?.int64Value ?? 0) > 0 }
+        #expect(points.map { UInt64($0["value"]?.int64Value ?? 0) } == expected53, "\(series.output)")
+
+        let top = try Self.spate(["top", "application", "--metric", "bytes_down", "--limit", "5", "--filter", "application=big53"] + window)
+        let row = top.json?["rows"]?.arrayValue?.first { $0["value"]?.stringValue == "big53" }
+        #expect(row?["metric"]?.int64Value.map(UInt64.init) == total53, "\(top.output)")
+
+        // Per minute, big64 is 72,000 × 2^46 (exact); over the whole range it passes 2^64.
+        let perMinute = try Self.spate(["series", "--metric", "bytes_up", "--step", "1m", "--filter", "application=big64"] + window)
+        let values = (perMinute.json?["series"]?[0]?["points"]?.arrayValue ?? []).compactMap { $0["value"]?.int64Value }.filter { $0 > 0 }
+        #expect(values.map(UInt64.init) == Array(repeating: 72_000 * RecordLimits.maxBytes, count: 4), "\(perMinute.output)")
+        let over = try Self.spate(["totals", "--filter", "application=big64"] + window)
+        #expect(over.status != 0)
+        #expect(over.output.contains("exceeds 2^64 - 1"), "\(over.output)")
+        #expect(node.isRunning, "\(bed.nodeLogs())")
+        let after = try Self.spate(["totals", "--filter", "application=big53"] + window)
+        #expect(after.status == 0 && node.isRunning)
     }
 
     @Test("a store refusing writes (403 write block, 401, 413) pauses and warns; nothing is dead-lettered; totals exact after")
     func storeRefusals() async throws {
         try await NodeTestBed.with(services: try TestServices.shared(), partitions: 2, name: "refuse") { bed in
             bed.views = NodeTestBed.applicationViews
-            let modeFile = bed.directory + "/proxy.mode"
-            try "none".write(toFile: modeFile, atomically: true, encoding: .utf8)
-            let portFile = bed.directory + "/proxy.port"
-            let proxy = try ChildProcess(
-                "/usr/bin/env",
-                ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", bed.services.elasticURL, "--port-file", portFile,
-                 "--item-429", "0", "--request-503", "0", "--mode-file", modeFile],
-                logPath: bed.directory + "/proxy.log")
+            let (proxy, port, modeFile) = try await Self.startRefusalProxy(bed, mode: "none")
             defer {
                 proxy.signal(SIGKILL)
                 proxy.wait(timeout: .seconds(5))
             }
-            var port = ""
-            for _ in 0..<100 where port.isEmpty {
-                port = (try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""
-                try await Task.sleep(for: .milliseconds(50))
-            }
+            let portFile = bed.directory + "/proxy.port"
             let (node, address) = try await Self.startNode(bed, "a", elasticURL: "http://127.0.0.1:\(port)")
             var warnings: [String: Bool] = [:]
             for mode in ["item-403", "401", "413"] {
@@ -315,22 +322,10 @@ struct IngestEdgeTests {
     func shutdownDuringRefusal() async throws {
         try await NodeTestBed.with(services: try TestServices.shared(), partitions: 2, name: "stop-refuse") { bed in
             bed.views = NodeTestBed.applicationViews
-            let modeFile = bed.directory + "/proxy.mode"
-            try "401".write(toFile: modeFile, atomically: true, encoding: .utf8)
-            let portFile = bed.directory + "/proxy.port"
-            let proxy = try ChildProcess(
-                "/usr/bin/env",
-                ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", bed.services.elasticURL, "--port-file", portFile,
-                 "--item-429", "0", "--request-503", "0", "--mode-file", modeFile],
-                logPath: bed.directory + "/proxy.log")
+            let (proxy, port, _) = try await Self.startRefusalProxy(bed, mode: "401")
             defer {
                 proxy.signal(SIGKILL)
                 proxy.wait(timeout: .seconds(5))
-            }
-            var port = ""
-            for _ in 0..<100 where port.isEmpty {
-                port = (try? String(contentsOfFile: portFile, encoding: .utf8)) ?? ""
-                try await Task.sleep(for: .milliseconds(50))
             }
             let node = try bed.startNode("a", elasticURL: "http://127.0.0.1:\(port)", ingest: ["shutdown_grace": "5s"])
             _ = try bed.runProbe(["--probes", "4", "--subscribers", "50", "--start", "now-3m", "--speedup", "10", "--count", "2000", "--rate", "0"])
