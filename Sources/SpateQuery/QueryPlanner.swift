@@ -12,6 +12,7 @@ public struct QueryPlanError: Error, Sendable, Hashable, CustomStringConvertible
         public static let invalidQuery = Code(value: .invalidQuery)
         /// The query names a view that does not exist.
         public static let unknownView = Code(value: .unknownView)
+        /// "invalid query" or "unknown view".
         public var description: String { value == .invalidQuery ? "invalid query" : "unknown view" }
     }
 
@@ -26,6 +27,7 @@ public struct QueryPlanError: Error, Sendable, Hashable, CustomStringConvertible
         self.message = message
     }
 
+    /// The code and the message.
     public var description: String { "\(code): \(message)" }
 }
 
@@ -60,6 +62,7 @@ public struct QueryPlanner: Sendable {
     /// Filters a query may carry, and values over all its filters: each becomes a clause of
     /// the store request.
     public static let maxFilters = 32
+    /// See `maxFilters`.
     public static let maxFilterValues = 1024
     /// Quantiles one query may ask for: each is a number in the answer.
     public static let maxQuantiles = 100

@@ -100,11 +100,13 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         return connection
     }
 
+    /// Keeps the context; a channel already active starts its handshake timer now.
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         if context.channel.isActive { activate() }
     }
 
+    /// The connection is accepted: the handshake timer starts.
     public func channelActive(context: ChannelHandlerContext) {
         activate()
         context.fireChannelActive()
@@ -116,21 +118,25 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         run(machine.activate())
     }
 
+    /// The connection closed: every call and timer ends, the slot is released.
     public func channelInactive(context: ChannelHandlerContext) {
         run(machine.channelClosed())
         releaseSlot()
         context.fireChannelInactive()
     }
 
+    /// Removed from the pipeline: nothing of the connection is kept.
     public func handlerRemoved(context: ChannelHandlerContext) {
         releaseSlot()
         self.context = nil
     }
 
+    /// A decoded preface or frame, for the state machine.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         run(machine.receive(unwrapInboundIn(data), now: context.eventLoop.now))
     }
 
+    /// A decoder error is a protocol error (GOAWAY) or not this protocol (close); anything else closes.
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if let e = error as? RPCError {
             run(machine.protocolError(e))
@@ -143,6 +149,7 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         }
     }
 
+    /// Held answers go out when the peer reads again, and reading resumes.
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
         let writable = context.channel.isWritable
         run(machine.writabilityChanged(writable))
@@ -153,6 +160,7 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         context.fireChannelWritabilityChanged()
     }
 
+    /// Reads only while the channel is writable and the connection is not going away.
     public func read(context: ChannelHandlerContext) {
         // A peer that does not read its answers is not read from either: TCP pushes back.
         guard context.channel.isWritable, !machine.isClosing else {
@@ -162,6 +170,7 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         context.read()
     }
 
+    /// `ShutdownEvent` sends GOAWAY UNAVAILABLE; other events pass on.
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ShutdownEvent { run(machine.shutdown()) } else { context.fireUserInboundEventTriggered(event) }
     }
@@ -276,15 +285,18 @@ public final class RefusingHandler: ChannelInboundHandler {
         self.timeout = timeout
     }
 
+    /// A channel already active is refused now.
     public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { refuse(context) }
     }
 
+    /// Refuses once the channel is active.
     public func channelActive(context: ChannelHandlerContext) {
         refuse(context)
         context.fireChannelActive()
     }
 
+    /// Nothing the peer sends is read.
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
     private func refuse(_ context: ChannelHandlerContext) {
