@@ -72,6 +72,8 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
     private var context: ChannelHandlerContext?
     private var readHeld = false
     private var released = false
+    /// Whether this connection's slot was moved off the unauthenticated count.
+    private var slotAuthenticated = false
     private var activated = false
 
     /// A handler for one connection. `limit` is shared with its `FrameDecoder`; `slots`, when
@@ -204,7 +206,10 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
                 timers.removeValue(forKey: timer)?.cancel()
             case .authenticated(let frameLimit):
                 limit.value = frameLimit
-                if let slots, !released { slots.authenticated() }
+                if let slots, !released, !slotAuthenticated {
+                    slotAuthenticated = true
+                    slots.authenticated()
+                }
             case .goAway(let frame):
                 let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(.frame(frame))).whenComplete { _ in channel.close(promise: nil) }
@@ -265,7 +270,9 @@ public final class ConnectionHandler: ChannelDuplexHandler, @unchecked Sendable 
         timers.removeAll()
         for (_, t) in tasks { t.cancel() }
         tasks.removeAll()
-        slots?.release(authenticated: machine.authenticated)
+        // What the slot counted, not what the machine thinks: without a token the machine is
+        // authenticated from the start, but the slot only once the preface came.
+        slots?.release(authenticated: slotAuthenticated)
     }
 }
 

@@ -96,6 +96,18 @@ struct PipelineTests {
         #expect(p.slots.current.total == 0)
     }
 
+    @Test("without a token, a connection closed before its preface frees its unauthenticated slot (it leaked, and a node refused everyone after 128 port probes)")
+    func closedBeforePrefaceWithoutToken() throws {
+        var open = T.limits
+        open.token = nil
+        for _ in 0..<3 {
+            let p = try Peer(open)
+            #expect(p.slots.current.unauthenticated == 1)
+            _ = try? p.channel.close().wait()
+            #expect(p.slots.current.total == 0 && p.slots.current.unauthenticated == 0)
+        }
+    }
+
     @Test("a silent connection is closed at the handshake timeout and frees its slot")
     func silent() throws {
         let p = try Peer()
