@@ -46,6 +46,9 @@ public final class KafkaConsumer {
     private var batch: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
     private let batchCapacity: Int
     private var closed = false
+    /// When each consume error code was last logged: a persistent error (a topic that does not
+    /// exist) comes back on every poll and is logged at most every 30 s, the rest at debug.
+    private var lastLogged: [Int32: ContinuousClock.Instant] = [:]
     /// The group member id, empty until the first join completes.
     public var memberID: String {
         guard let p = rd_kafka_memberid(rk) else { return "" }
@@ -126,7 +129,13 @@ public final class KafkaConsumer {
             if msg.err != RD_KAFKA_RESP_ERR_NO_ERROR {
                 if msg.err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     let e = kafkaError(.poll, msg.err, "partition \(msg.partition) at \(msg.offset)")
-                    callbacks.logger.warning("consume error: \(e)")
+                    let now = ContinuousClock.now
+                    if let last = lastLogged[msg.err.rawValue], now - last < .seconds(30) {
+                        callbacks.logger.debug("consume error: \(e)")
+                    } else {
+                        lastLogged[msg.err.rawValue] = now
+                        callbacks.logger.warning("consume error: \(e) (repeats logged at most every 30 s)")
+                    }
                     callbacks.onError?(e)
                 }
                 continue
