@@ -7,10 +7,7 @@ enum CellSum {
     static let max = UInt64(Int64.max)
 
     @inline(__always)
-    static func add(_ a: UInt64, _ v: UInt64) -> UInt64 {
-        let (s, o) = a.addingReportingOverflow(v)
-        return o || s > max ? max : s
-    }
+    static func add(_ a: UInt64, _ v: UInt64) -> UInt64 { a.saturatingAdd(v, limit: max) }
 }
 
 /// The summed metrics of one (view, bucket, dimensions) cell.

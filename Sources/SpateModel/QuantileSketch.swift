@@ -32,7 +32,7 @@ public struct QuantileSketch: Sendable, Hashable {
     /// Adds `value` `times` times.
     @inline(__always)
     public mutating func add(_ value: Double, times: UInt64 = 1) {
-        add(bucket: value >= 1 ? index(value) : nil, times: times)
+        add(bucket: bucket(of: value), times: times)
     }
 
     /// The bucket `value` falls into (nil: the zero bucket), so a caller adding one value to
@@ -64,8 +64,8 @@ public struct QuantileSketch: Sendable, Hashable {
 
     public mutating func merge(_ other: QuantileSketch) {
         precondition(other.relativeAccuracy == relativeAccuracy, "merging sketches of different accuracy")
-        zeroCount = Self.saturating(zeroCount, other.zeroCount)
-        count = Self.saturating(count, other.count)
+        zeroCount = zeroCount.saturatingAdd(other.zeroCount)
+        count = count.saturatingAdd(other.count)
         guard !other.counts.isEmpty else { return }
         if counts.isEmpty {
             counts = other.counts
@@ -80,15 +80,9 @@ public struct QuantileSketch: Sendable, Hashable {
         }
         if high > offset + counts.count { counts.append(contentsOf: repeatElement(0, count: high - offset - counts.count)) }
         for (k, c) in other.counts.enumerated() where c > 0 {
-            counts[other.offset + k - offset] = Self.saturating(counts[other.offset + k - offset], c)
+            // Merged counts of sketches read from the store saturate, never trap.
+            counts[other.offset + k - offset] = counts[other.offset + k - offset].saturatingAdd(c)
         }
-    }
-
-    /// `a + b`, or `UInt64.max`: merged counts of sketches read from the store never trap.
-    @inline(__always)
-    static func saturating(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let (s, o) = a.addingReportingOverflow(b)
-        return o ? .max : s
     }
 
     /// The value at quantile `q` ∈ [0, 1] (lower rank: the item at rank ⌊q·(n−1)⌋ of the
@@ -101,7 +95,7 @@ public struct QuantileSketch: Sendable, Hashable {
         if rank < zeroCount { return 0 }
         var seen = zeroCount
         for (k, c) in counts.enumerated() {
-            seen = Self.saturating(seen, c)
+            seen = seen.saturatingAdd(c)
             if seen > rank {
                 let i = Double(offset + k)
                 return 2 * pow(gamma, i) / (gamma + 1)

@@ -94,24 +94,19 @@ public struct MetricTotals: Sendable, Hashable, Codable {
 
     public init() {}
 
+    /// The value of `m`; up + down saturates at `UInt64.max` (the node refuses such sums before
+    /// they reach a `MetricTotals`; this keeps a hostile answer from trapping a client).
     public func value(_ m: Metric) -> UInt64 {
         switch m {
         case .records: return records
         case .flows: return flows
-        case .bytes: return Self.clampedSum(bytesUp, bytesDown)
+        case .bytes: return bytesUp.saturatingAdd(bytesDown)
         case .bytesUp: return bytesUp
         case .bytesDown: return bytesDown
-        case .packets: return Self.clampedSum(packetsUp, packetsDown)
+        case .packets: return packetsUp.saturatingAdd(packetsDown)
         case .packetsUp: return packetsUp
         case .packetsDown: return packetsDown
         }
-    }
-
-    /// `a + b`, or `UInt64.max` when that does not fit (the node refuses such sums before they
-    /// reach a `MetricTotals`; this keeps a hostile answer from trapping a client).
-    static func clampedSum(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let (s, o) = a.addingReportingOverflow(b)
-        return o ? .max : s
     }
 
     enum CodingKeys: String, CodingKey {

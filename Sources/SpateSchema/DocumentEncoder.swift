@@ -137,8 +137,8 @@ public struct BulkDocumentSink: RollupDocumentSink {
         }
         // Cell sums stop at Int64.max (the store's long), so up + down never wraps UInt64 and
         // the derived totals are clamped the same way.
-        let bytes = min(d.bytesUp &+ d.bytesDown, UInt64(Int64.max))
-        let packets = min(d.packetsUp &+ d.packetsDown, UInt64(Int64.max))
+        let bytes = d.bytesUp.saturatingAdd(d.bytesDown, limit: UInt64(Int64.max))
+        let packets = d.packetsUp.saturatingAdd(d.packetsDown, limit: UInt64(Int64.max))
         counter("records", d.records)
         counter("flows", d.flows)
         counter("bytes", bytes)
