@@ -99,10 +99,17 @@ public final class PartitionRollup {
     }
 
     /// The watermark: buckets ending at or before it are closed; records before it are late.
-    public var watermark: UInt64 { maxEventTs > latenessMs ? maxEventTs - latenessMs : 0 }
+    public var watermark: UInt64 { watermark(at: maxEventTs) }
 
-    private var horizonWatermark: UInt64 {
-        horizon.horizonMaxEventTs > latenessMs ? horizon.horizonMaxEventTs - latenessMs : 0
+    private var horizonWatermark: UInt64 { watermark(at: horizon.horizonMaxEventTs) }
+
+    /// The watermark when the partition's maximum event time is `eventTimeMs`.
+    private func watermark(at eventTimeMs: UInt64) -> UInt64 { eventTimeMs > latenessMs ? eventTimeMs - latenessMs : 0 }
+
+    /// Moves every bucket the watermark has passed to its view's closing list.
+    private func closePassedBuckets() {
+        let closeBefore = watermark
+        for v in rollups { v.close(before: closeBefore) }
     }
 
     /// Whether a message at `offset` needs its dead letter sent (false during a replay below
@@ -116,14 +123,13 @@ public final class PartitionRollup {
     public func advance(offset: Int64, eventTimeMs: UInt64) {
         if eventTimeMs > maxEventTs { maxEventTs = eventTimeMs }
         nextOffset = offset + 1
-        let closeBefore = watermark
-        for v in rollups { v.close(before: closeBefore) }
+        closePassedBuckets()
     }
 
     /// Whether an idle marker at `eventTimeMs` would close an open bucket.
     public func wouldClose(atEventTime eventTimeMs: UInt64) -> Bool {
         guard eventTimeMs > maxEventTs else { return false }
-        let w = eventTimeMs > latenessMs ? eventTimeMs - latenessMs : 0
+        let w = watermark(at: eventTimeMs)
         return rollups.contains { v in v.buckets.contains { $0.end <= w } }
     }
 
@@ -201,9 +207,7 @@ public final class PartitionRollup {
         }
         maxEventTs = messageMax
         nextOffset = offset + 1
-        // Close what the watermark passed.
-        let closeBefore = watermark
-        for v in rollups { v.close(before: closeBefore) }
+        closePassedBuckets()
         if interner.count >= compactAt { compactInterner() }
         return outcome
     }

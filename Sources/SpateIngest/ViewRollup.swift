@@ -13,19 +13,21 @@ final class ViewRollup {
     var closing: [BucketCells] = []
     private var key: [UInt64]
     private var last: BucketCells?
-    /// The bucket the record being folded went to.
-    private var current: BucketCells?
     /// The view's dimensions (a copy, read per record without touching `definition`).
     private let dimensions: [Dimension]
     /// For each dimension, its slot among the message's resolved strings (-1: not a string).
     private let stringSlots: [Int]
+    /// The key positions that hold string ids (renumbered when the interner is compacted).
+    private let stringPositions: [Int]
 
     init(definition: ViewDefinition, stringFields: [Dimension]) {
         self.definition = definition
         width = definition.dimensions.count
         bucketMs = definition.bucketMs
         key = [UInt64](repeating: 0, count: definition.dimensions.count)
-        stringSlots = definition.dimensions.map { stringFields.firstIndex(of: $0) ?? -1 }
+        let slots = definition.dimensions.map { stringFields.firstIndex(of: $0) ?? -1 }
+        stringSlots = slots
+        stringPositions = slots.indices.filter { slots[$0] >= 0 }
         dimensions = definition.dimensions
     }
 
@@ -57,7 +59,7 @@ final class ViewRollup {
         record r: DecodedRecord, ids: UnsafeBufferPointer<UInt32>, idBase: Int, bucketStart: UInt64,
         offset: Int64, maxEventTsBefore: UInt64, rttBucket: Int?, subscriberHash: UInt64?
     ) {
-        var h: UInt64 = bucketStart
+        let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
         let i = key.withUnsafeMutableBufferPointer { kp -> Int in
             for k in 0..<kp.count {
                 let v: UInt64
@@ -71,13 +73,9 @@ final class ViewRollup {
                 default: v = UInt64(ids[idBase + stringSlots[k]])
                 }
                 kp[k] = v
-                h = StableHash.combine(h, v)
             }
-            let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
-            current = b
-            return b.cellIndex(UnsafePointer(kp.baseAddress!), hash: h)
+            return b.cellIndex(UnsafePointer(kp.baseAddress!), hash: Self.keyHash(bucketStart, UnsafeBufferPointer(kp)))
         }
-        guard let b = current else { return }
         let rtt = r.rttMicros
         let newlyDirty = b.cells.withUnsafeMutableBufferPointer { cells -> Bool in
             var c = cells[i]
@@ -104,6 +102,14 @@ final class ViewRollup {
         if b.trackSubscribers, let s = subscriberHash { b.subscriberSketches[i].add(hash: s) }
     }
 
+    /// A cell key's hash: the bucket start and every key word. Fold and `remapStrings` must agree.
+    @inline(__always)
+    static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>) -> UInt64 {
+        var h = bucketStart
+        for v in key { h = StableHash.combine(h, v) }
+        return h
+    }
+
     /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.
     @inline(__always)
     static func prefix(_ ip: BytesView) -> UInt64 {
@@ -127,14 +133,11 @@ final class ViewRollup {
     /// Rewrites the string ids in every cell key through `map` (after the interner was
     /// compacted) and rebuilds the bucket tables, whose hashes include the ids.
     func remapStrings(_ map: [UInt32]) {
-        let positions = stringSlots.enumerated().compactMap { $0.element >= 0 ? $0.offset : nil }
-        guard !positions.isEmpty else { return }
+        guard !stringPositions.isEmpty else { return }
         for b in buckets + closing {
             b.rekey { key in
-                for k in positions { key[k] = UInt64(map[Int(key[k])]) }
-                var h = b.start
-                for k in 0..<key.count { h = StableHash.combine(h, key[k]) }
-                return h
+                for k in stringPositions { key[k] = UInt64(map[Int(key[k])]) }
+                return key.withUnsafeBufferPointer { Self.keyHash(b.start, $0) }
             }
         }
         last = nil
@@ -142,12 +145,11 @@ final class ViewRollup {
 
     /// Every string id used by a cell key, passed to `body`.
     func forEachStringID(_ body: (UInt32) -> Void) {
-        let positions = stringSlots.enumerated().compactMap { $0.element >= 0 ? $0.offset : nil }
-        guard !positions.isEmpty else { return }
+        guard !stringPositions.isEmpty else { return }
         for b in buckets + closing {
             for i in 0..<b.count {
                 let key = b.key(i)
-                for k in positions { body(UInt32(truncatingIfNeeded: key[key.startIndex + k])) }
+                for k in stringPositions { body(UInt32(truncatingIfNeeded: key[key.startIndex + k])) }
             }
         }
     }
