@@ -90,16 +90,17 @@ public final class RecordBatchEncoder {
 
     private func text(_ s: String) -> ProtobufCBinaryData {
         var s = s
-        return s.withUTF8 { u in
-            let p = allocArray(UInt8.self, u.count)
-            if let base = u.baseAddress { p.update(from: base, count: u.count) }
-            return ProtobufCBinaryData(len: u.count, data: p)
-        }
+        return s.withUTF8 { copy($0) }
     }
 
     private func binary(_ bytes: [UInt8]) -> ProtobufCBinaryData {
+        bytes.withUnsafeBufferPointer { copy($0) }
+    }
+
+    /// `bytes` copied into the arena, as protobuf-c's length-delimited field.
+    private func copy(_ bytes: UnsafeBufferPointer<UInt8>) -> ProtobufCBinaryData {
         let p = allocArray(UInt8.self, bytes.count)
-        bytes.withUnsafeBufferPointer { b in if let base = b.baseAddress { p.update(from: base, count: b.count) } }
+        if let base = bytes.baseAddress { p.update(from: base, count: bytes.count) }
         return ProtobufCBinaryData(len: bytes.count, data: p)
     }
 }

@@ -189,7 +189,7 @@ final class BulkWriter: Sendable {
                 if stopping.load(ordering: .acquiring) { return false }
                 switch StoreErrorPolicy.action(for: error, documents: pending.count) {
                 case .split:
-                    noteRefusal("a bulk of \(pending.count) documents is too large for the store (413): sending it in halves")
+                    noteFailure(refusal: true, "a bulk of \(pending.count) documents is too large for the store (413): sending it in halves")
                     let half = pending.count / 2
                     guard await writeChunk(pending.subset(Array(0..<half)), partition: partition) else { return false }
                     return await writeChunk(pending.subset(Array(half..<pending.count)), partition: partition)
@@ -200,11 +200,7 @@ final class BulkWriter: Sendable {
                     storeRecovered()
                     return true
                 case .retry(let refusal):
-                    if refusal {
-                        noteRefusal("the store refused a bulk of \(pending.count) documents: \(error)")
-                    } else {
-                        noteFailure("bulk of \(pending.count) documents failed: \(error)")
-                    }
+                    noteFailure(refusal: refusal, refusal ? "the store refused a bulk of \(pending.count) documents: \(error)" : "bulk of \(pending.count) documents failed: \(error)")
                 case .stored:
                     return true
                 }
@@ -233,7 +229,8 @@ final class BulkWriter: Sendable {
                     return true
                 }
                 if let item = refusal {
-                    noteRefusal(
+                    noteFailure(
+                        refusal: true,
                         "the store refused \(retry.count) of \(pending.count) documents (status \(item.status) \(item.errorType ?? ""): \(item.errorReason ?? "")); retrying, nothing is dead-lettered")
                 } else {
                     noteFailure("\(retry.count) of \(pending.count) bulk items must be retried (429/5xx)")
@@ -246,7 +243,10 @@ final class BulkWriter: Sendable {
         }
     }
 
-    private func noteFailure(_ message: String) {
+    /// A failed attempt, to be retried. A transient failure is warned once per outage; a
+    /// refusal (auth, write block, 413, unreadable answer) is warned at most every 30 s,
+    /// counted, and shown by `spate status` until a bulk succeeds again.
+    private func noteFailure(refusal: Bool = false, _ message: String) {
         let first = failingSince.withLock { since -> Bool in
             if since == nil {
                 since = .now
@@ -254,21 +254,18 @@ final class BulkWriter: Sendable {
             }
             return false
         }
-        if first { logger.warning("\(message); retrying with backoff") } else { logger.debug("\(message)") }
-    }
-
-    /// A refusal (auth, write block, 413, unreadable answer): warned in the log (at most every
-    /// 30 s), counted, and shown by `spate status` until a bulk succeeds again.
-    private func noteRefusal(_ message: String) {
-        noteFailure(message)
+        guard refusal else {
+            if first { logger.warning("\(message); retrying with backoff") } else { logger.debug("\(message)") }
+            return
+        }
         counters.storeRefusals.add(1, ordering: .relaxed)
         let now = ContinuousClock.now
-        let warn = refusal.withLock { r -> Bool in
+        let warn = self.refusal.withLock { r -> Bool in
             let due = r.map { now - $0.lastLogged >= .seconds(30) } ?? true
             r = StoreRefusal(since: r?.since ?? Date(), message: message, lastLogged: due ? now : (r?.lastLogged ?? now))
             return due
         }
-        if warn { logger.warning("store refusal: \(message); partitions pause until it accepts writes again") }
+        if warn { logger.warning("store refusal: \(message); partitions pause until it accepts writes again") } else { logger.debug("\(message)") }
     }
 
     private func storeRecovered() {
@@ -321,22 +318,19 @@ final class BulkWriter: Sendable {
                     return true
                 case .retry(let refused):
                     let item = response.items.first
-                    if refused {
-                        noteRefusal("checkpoint of partition \(ticket.partition) refused (status \(item?.status ?? 0) \(item?.errorType ?? ""): \(item?.errorReason ?? ""))")
-                    } else {
-                        noteFailure("checkpoint write must be retried")
-                    }
+                    noteFailure(
+                        refusal: refused,
+                        refused
+                            ? "checkpoint of partition \(ticket.partition) refused (status \(item?.status ?? 0) \(item?.errorType ?? ""): \(item?.errorReason ?? ""))"
+                            : "checkpoint write must be retried")
                 case .deadLetter, .split:
                     logger.critical("checkpoint for partition \(ticket.partition) rejected: \(response.items.first?.errorReason ?? "")")
                     return false
                 }
             } catch {
                 if stopping.load(ordering: .acquiring) { return false }
-                if case .retry(true) = StoreErrorPolicy.action(for: error, documents: 1) {
-                    noteRefusal("checkpoint write refused: \(error)")
-                } else {
-                    noteFailure("checkpoint write failed: \(error)")
-                }
+                let refused = StoreErrorPolicy.action(for: error, documents: 1) == .retry(refusal: true)
+                noteFailure(refusal: refused, "checkpoint write \(refused ? "refused" : "failed"): \(error)")
             }
             attempt += 1
             try? await Task.sleep(for: Self.backoff(attempt: attempt))

@@ -119,7 +119,7 @@ final class DeadLetterQueue: Sendable {
     /// Hands one piece to librdkafka; a refusal schedules a retry (never a drop).
     private func send(_ piece: Piece) {
         var headers = piece.headers
-        if piece.totalBytes > pieceBytes || piece.valueOffset > 0 || piece.value.count < piece.totalBytes {
+        if piece.value.count < piece.totalBytes {  // a piece of a larger value
             headers.append(("spate-piece-offset", Array(String(piece.valueOffset).utf8)))
             headers.append(("spate-total-bytes", Array(String(piece.totalBytes).utf8)))
         }

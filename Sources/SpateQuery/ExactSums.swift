@@ -36,20 +36,17 @@ public enum ExactSums {
                 "a rollup cell's \(field) reached the store's 64-bit limit and saturated (hostile or broken input); the sum over this query is not exact")
         }
         if DocumentFields.split.contains(field) {
-            let hi = try part(aggs[prefix + DocumentFields.hi(field)], field)
-            let lo = try part(aggs[prefix + DocumentFields.lo(field)], field)
+            let hi = try count(aggs[prefix + DocumentFields.hi(field)], field, beyond: tooLarge(field))
+            let lo = try count(aggs[prefix + DocumentFields.lo(field)], field, beyond: tooLarge(field))
             let total = UInt128(hi) << UInt128(DocumentFields.loBits) + UInt128(lo)
             guard total <= UInt128(UInt64.max) else { throw tooLarge(field) }
             return UInt64(total)
         }
-        guard case .value(let d)? = aggs[prefix + field], let d else { return 0 }
-        guard d.isFinite, d >= 0, d == d.rounded() else { throw nonsense(field, d) }
-        guard d < DocumentFields.exactPlainLimit else {
-            throw RPCError(
+        return try count(
+            aggs[prefix + field], field,
+            beyond: RPCError(
                 .invalidArgument,
-                "the sum of \(field) over this query reaches 2^53, beyond what the store adds exactly; narrow the time range or add filters")
-        }
-        return UInt64(d)
+                "the sum of \(field) over this query reaches 2^53, beyond what the store adds exactly; narrow the time range or add filters"))
     }
 
     /// The exact value of `metric` (the sum of its fields).
@@ -80,11 +77,12 @@ public enum ExactSums {
         return t
     }
 
-    /// A part sum: an integer in [0, 2^53).
-    private static func part(_ agg: Aggregation?, _ field: String) throws -> UInt64 {
+    /// A sum the store added exactly: an integer in [0, 2^53) (0 when no document matched);
+    /// `beyond` is thrown at 2^53 and above.
+    private static func count(_ agg: Aggregation?, _ field: String, beyond: @autoclosure () -> RPCError) throws -> UInt64 {
         guard case .value(let d)? = agg, let d else { return 0 }
         guard d.isFinite, d >= 0, d == d.rounded() else { throw nonsense(field, d) }
-        guard d < DocumentFields.exactPlainLimit else { throw tooLarge(field) }
+        guard d < DocumentFields.exactPlainLimit else { throw beyond() }
         return UInt64(d)
     }
 
