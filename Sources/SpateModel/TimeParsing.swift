@@ -49,6 +49,14 @@ public enum TimeParsing {
     /// `250ms`, `20s`, `5m`, `2h`, `3d`, or a bare number of seconds, at most `maxDurationMs`.
     /// Nil when not one (or beyond the maximum).
     public static func durationMs(_ text: String) -> UInt64? {
+        guard let ms = durationMilliseconds(text), ms <= Double(maxDurationMs) else { return nil }
+        return UInt64(ms)
+    }
+
+    /// The one duration grammar of the CLI and the configuration: `250ms`, `20s`, `5m`, `2h`,
+    /// `3d` or a bare number of seconds, as milliseconds — finite and ≥ 0, but unbounded: each
+    /// caller applies its own maximum. Nil when the text is not a duration.
+    public static func durationMilliseconds(_ text: String) -> Double? {
         let units: [(String, Double)] = [("ms", 1), ("s", 1000), ("m", 60_000), ("h", 3_600_000), ("d", 86_400_000)]
         let t = text.trimmingCharacters(in: .whitespaces)
         var factor = 1000.0
@@ -59,9 +67,7 @@ public enum TimeParsing {
             break
         }
         guard let v = Double(number), v.isFinite, v >= 0 else { return nil }
-        let ms = v * factor
-        guard ms <= Double(maxDurationMs) else { return nil }
-        return UInt64(ms)
+        return v * factor
     }
 }
 

@@ -17,20 +17,10 @@ public enum ConfigValue {
     /// `500ms`, `10s`, `2m`, `1h`, `3d`, or a number of seconds; at most `maxDuration` (36500d)
     /// and `max` when given. Never traps: a value beyond the bound names the key.
     public static func duration(_ text: String, key: String, max: Duration? = nil) throws -> Duration {
-        let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600), ("d", 86400)]
-        let t = text.trimmingCharacters(in: .whitespaces)
-        var factor = 1.0
-        var number = Substring(t)
-        for (suffix, f) in units where t.hasSuffix(suffix) {
-            factor = f
-            number = t.dropLast(suffix.count)
-            break
-        }
-        guard let v = Double(number), v >= 0, v.isFinite else {
+        guard let ms = TimeParsing.durationMilliseconds(text) else {
             throw ConfigurationError(key, "'\(text)' is not a duration (use e.g. 500ms, 10s, 2m, 1h, 10d)")
         }
         let limit = Swift.min(max ?? maxDuration, maxDuration)
-        let ms = v * factor * 1000
         guard ms <= Double(limit.wholeMilliseconds) else {
             throw ConfigurationError(key, "'\(text)' is too long (at most \(describe(limit)))")
         }
@@ -86,3 +76,4 @@ public enum ConfigValue {
 }
 
 import Foundation
+import SpateModel
