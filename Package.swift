@@ -166,7 +166,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "SpateIngestTests",
-            dependencies: ["SpateIngest", "SpateSchema", "SpateCodec", "SpateModel", "SpateTestSupport"],
+            dependencies: ["SpateIngest", "SpateSchema", "SpateElastic", "SpateCodec", "SpateModel", "SpateTestSupport"],
             swiftSettings: strict),
         .testTarget(
             name: "SpateProbeTests",

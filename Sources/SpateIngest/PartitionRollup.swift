@@ -13,13 +13,27 @@ public struct ResumeState: Sendable, Hashable {
     /// watermark are final in the store.
     public var horizonOffset: Int64
     public var horizonMaxEventTs: UInt64
+    /// The open state saved with this checkpoint (or an earlier one), if any. Used only when it
+    /// lies after `offset`: then a new owner restores it and reads on from its offset.
+    public var snapshot: SnapshotReference?
 
-    public init(offset: Int64, maxEventTs: UInt64, horizonOffset: Int64, horizonMaxEventTs: UInt64) {
+    public init(offset: Int64, maxEventTs: UInt64, horizonOffset: Int64, horizonMaxEventTs: UInt64, snapshot: SnapshotReference? = nil) {
         self.offset = offset
         self.maxEventTs = maxEventTs
         self.horizonOffset = horizonOffset
         self.horizonMaxEventTs = horizonMaxEventTs
+        self.snapshot = snapshot
     }
+
+    /// The snapshot worth restoring: one after the replay offset and not after the horizon.
+    public var usableSnapshot: SnapshotReference? {
+        guard let s = snapshot, s.offset > offset, s.offset <= horizonOffset else { return nil }
+        return s
+    }
+
+    /// Where a new owner starts reading, and the offset committed to Kafka: the snapshot's
+    /// offset when there is a usable one, else the first offset of the oldest open bucket.
+    public var readOffset: Int64 { usableSnapshot?.offset ?? offset }
 
     /// The beginning of a partition with no checkpoint.
     public static func beginning(at offset: Int64 = 0) -> ResumeState {
@@ -101,7 +115,7 @@ public final class PartitionRollup {
     /// The watermark: buckets ending at or before it are closed; records before it are late.
     public var watermark: UInt64 { watermark(at: maxEventTs) }
 
-    private var horizonWatermark: UInt64 { watermark(at: horizon.horizonMaxEventTs) }
+    var horizonWatermark: UInt64 { watermark(at: horizon.horizonMaxEventTs) }
 
     /// The watermark when the partition's maximum event time is `eventTimeMs`.
     private func watermark(at eventTimeMs: UInt64) -> UInt64 { eventTimeMs > latenessMs ? eventTimeMs - latenessMs : 0 }

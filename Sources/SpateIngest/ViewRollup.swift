@@ -18,7 +18,7 @@ final class ViewRollup {
     /// For each dimension, its slot among the message's resolved strings (-1: not a string).
     private let stringSlots: [Int]
     /// The key positions that hold string ids (renumbered when the interner is compacted).
-    private let stringPositions: [Int]
+    let stringPositions: [Int]
 
     init(definition: ViewDefinition, stringFields: [Dimension]) {
         self.definition = definition

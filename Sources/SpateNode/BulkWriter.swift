@@ -358,4 +358,23 @@ struct CheckpointStore: Sendable {
             throw ElasticError(.decoding, "checkpoint of partition \(partition) is unusable: \(error) in \(JSONWriter.string(doc.source))")
         }
     }
+
+    /// The bytes of the snapshot `reference` names, piece by piece.
+    /// - Throws: `SnapshotError` when a piece is missing or of another snapshot, or the whole
+    ///   does not match the reference (the caller replays instead); store errors as they come.
+    func readSnapshot(partition: Int32, reference: SnapshotReference) async throws -> [UInt8] {
+        let c = configuration
+        let index = IndexNaming(prefix: c.elasticsearch.indexPrefix).snapshotIndex
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(reference.bytes)
+        for k in 0..<reference.chunks {
+            let id = SnapshotDocument.id(group: c.kafka.group, topic: c.kafka.topic, partition: partition, slot: reference.slot, chunk: k)
+            guard let doc = try await client.getDocument(index: index, id: id) else {
+                throw SnapshotError("snapshot piece \(k) of \(reference.chunks) is missing")
+            }
+            bytes += try SnapshotDocument.piece(from: doc.source, reference: reference, partition: partition, chunk: k)
+            guard bytes.count <= reference.bytes else { throw SnapshotError("snapshot pieces hold more than the \(reference.bytes) bytes named") }
+        }
+        return bytes
+    }
 }

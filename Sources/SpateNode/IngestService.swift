@@ -106,6 +106,7 @@ public final class IngestService: Service, Sendable {
             ("\(naming.prefix)-\($0.name)", IndexTemplates.viewTemplate($0, naming: naming, shards: es.shards, replicas: es.replicas))
         }
         templates.append(("\(naming.prefix)-checkpoints", IndexTemplates.checkpointTemplate(naming: naming, replicas: es.replicas)))
+        templates.append(("\(naming.prefix)-snapshots", IndexTemplates.snapshotTemplate(naming: naming, replicas: es.replicas)))
         templates.append(("\(naming.prefix)-leases", IndexTemplates.leaseTemplate(naming: naming, replicas: es.replicas)))
         templates.append(("\(naming.prefix)-members", IndexTemplates.memberTemplate(naming: naming, replicas: es.replicas)))
         var attempt = 0

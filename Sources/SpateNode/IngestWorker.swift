@@ -26,6 +26,8 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         /// idle marker.
         var lastMessageAt = ContinuousClock.now
         var lastMarkerAt: ContinuousClock.Instant?
+        /// When this worker last saved the partition's open buckets.
+        var lastSnapshotAt: ContinuousClock.Instant?
         init(rollup: PartitionRollup) { self.rollup = rollup }
     }
 
@@ -57,6 +59,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private var localFolded: UInt64 = 0
     private var localLate: UInt64 = 0
     private var localSkipped: UInt64 = 0
+    private var localReplayed: UInt64 = 0
     private var localMessages: UInt64 = 0
     private var lastOpenBytes = 0
     private let recordLimits: RecordLimits
@@ -182,6 +185,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             try decoder.withBatch(message.value, limits: recordLimits, messageTimestampMs: message.timestampMs) { batch in
                 let outcome = try rollup.fold(offset: message.offset, batch: batch)
                 localRecords += UInt64(batch.count)
+                if !outcome.sideEffects { localReplayed += UInt64(batch.count) }
                 localFolded += UInt64(outcome.folded)
                 localSkipped += UInt64(outcome.skippedReplay)
                 if !outcome.late.isEmpty {
@@ -256,29 +260,55 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
     }
 
-    /// Builds and submits a ticket; returns it, or nil when there was nothing new.
+    /// Builds and submits a ticket; returns it, or nil when there was nothing new. The ticket
+    /// also saves the open buckets when `ingest.snapshot_interval` has passed since the last
+    /// snapshot, and always when the partition is being released (`all`), so its next owner
+    /// reads on from here.
     @discardableResult
     private func submitFlush(_ partition: Int32, _ slot: Slot, all: Bool) -> FlushTicket? {
-        var sink = BulkDocumentSink(naming: IndexNaming(prefix: configuration.elasticsearch.indexPrefix), topic: configuration.kafka.topic)
+        let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
+        var sink = BulkDocumentSink(naming: naming, topic: configuration.kafka.topic)
         let due = slot.due
-        let resume = slot.rollup.flush(due: { all || due.contains($0) }, into: &sink)
+        var resume = slot.rollup.flush(due: { all || due.contains($0) }, into: &sink)
         slot.due = []
-        if sink.count == 0 && resume == slot.lastSubmitted { return nil }
-        let ticket = FlushTicket(partition: partition, body: sink.body, resume: resume, deadLetters: deadLetters.sentCount(partition: partition))
+        let previous = slot.lastSubmitted
+        resume.snapshot = previous?.snapshot
+        let rollup = slot.rollup
+        let interval = configuration.ingest.snapshotInterval
+        let snapshotDue = interval > .zero && rollup.nextOffset > resume.offset && rollup.nextOffset > (previous?.snapshot?.offset ?? -1)
+            && (all || slot.lastSnapshotAt.map { ContinuousClock.now - $0 >= interval } ?? true)
+        if sink.count == 0 && resume == previous && !snapshotDue { return nil }
+        var body = sink.body
+        if snapshotDue {
+            let bytes = rollup.snapshot()
+            // The slot the stored checkpoint does not name: a crash mid-write leaves that one whole.
+            let target = 1 - (previous?.snapshot?.slot ?? 1)
+            resume.snapshot = SnapshotDocument.append(
+                bytes, to: &body, index: naming.snapshotIndex, group: configuration.kafka.group, topic: configuration.kafka.topic,
+                partition: partition, offset: rollup.nextOffset, maxEventTs: rollup.maxEventTs, slot: target,
+                chunkBytes: SnapshotDocument.chunkBytes(bulkMaxBytes: configuration.elasticsearch.bulkMaxBytes))
+            slot.lastSnapshotAt = .now
+            counters.snapshotsWritten.add(1, ordering: .relaxed)
+            counters.snapshotBytes.add(UInt64(bytes.count), ordering: .relaxed)
+        }
+        let ticket = FlushTicket(partition: partition, body: body, resume: resume, deadLetters: deadLetters.sentCount(partition: partition))
         slot.inFlight = ticket
         slot.lastSubmitted = resume
         writer.submit(ticket)
         return ticket
     }
 
+    /// Commits where a new owner would start reading: the stored checkpoint's snapshot offset
+    /// (or its replay offset without one), so the group's lag is the real backlog.
     private func commit(_ partition: Int32, _ slot: Slot, _ resume: ResumeState, sync: Bool) {
-        guard slot.committed != resume.offset else { return }
+        let offset = resume.readOffset
+        guard slot.committed != offset else { return }
         do {
-            try consumer.commit([KafkaTopicPartition(topic: configuration.kafka.topic, partition: partition): resume.offset], async: !sync)
-            slot.committed = resume.offset
+            try consumer.commit([KafkaTopicPartition(topic: configuration.kafka.topic, partition: partition): offset], async: !sync)
+            slot.committed = offset
             counters.commits.add(1, ordering: .relaxed)
         } catch {
-            logger.warning("commit of partition \(partition) at \(resume.offset) failed: \(error)")
+            logger.warning("commit of partition \(partition) at \(offset) failed: \(error)")
         }
     }
 
@@ -326,6 +356,8 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         localFolded = 0
         localLate = 0
         localSkipped = 0
+        counters.recordsReplayed.add(localReplayed, ordering: .relaxed)
+        localReplayed = 0
         let open = slots.values.reduce(0) { $0 + $1.rollup.memoryBytes + $1.rollup.internerBytes }
         counters.openStateBytes.add(open - lastOpenBytes, ordering: .relaxed)
         lastOpenBytes = open
@@ -342,50 +374,82 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     func consumer(_ consumer: KafkaConsumer, assigned partitions: [KafkaTopicPartition]) -> [KafkaTopicPartition: Int64] {
         var starts: [KafkaTopicPartition: Int64] = [:]
         for tp in partitions {
-            guard case .read(let resume) = readCheckpoint(tp.partition) else {
+            guard case .read(let resume, let snapshot) = readCheckpoint(tp.partition) else {
                 // Stopping: take no state for it; the revoke that follows finds no slot and the
                 // next owner starts from the checkpoint.
                 logger.info("partition \(tp.partition): shutting down before its checkpoint could be read; not started")
                 incomplete.store(true, ordering: .relaxed)
                 continue
             }
-            let state = resume ?? .beginning()
-            slots[tp.partition] = Slot(
-                rollup: PartitionRollup(
-                    partition: tp.partition, views: configuration.views,
-                    latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds),
-                    resume: state))
+            let rollup = makeRollup(tp.partition, resume: resume, snapshot: snapshot)
+            slots[tp.partition] = Slot(rollup: rollup)
             slots[tp.partition]?.lastSubmitted = resume
-            starts[tp] = resume?.offset ?? -2  // RD_KAFKA_OFFSET_BEGINNING
-            if let r = resume {
-                logger.info("partition \(tp.partition): resuming at offset \(r.offset) (replay horizon \(r.horizonOffset))")
-            } else {
-                logger.info("partition \(tp.partition): no checkpoint, starting at the beginning")
-            }
+            starts[tp] = resume == nil ? -2 : rollup.nextOffset  // -2: RD_KAFKA_OFFSET_BEGINNING
         }
         if paused { try? consumer.pause(partitions) }
         publishStats(force: true)
         return starts
     }
 
+    /// The partition's state: restored from the checkpoint's snapshot when it names a usable
+    /// one, else rebuilt by replaying from the checkpoint's resume offset.
+    private func makeRollup(_ partition: Int32, resume: ResumeState?, snapshot: Result<[UInt8], SnapshotError>?) -> PartitionRollup {
+        let lateness = UInt64(configuration.ingest.allowedLateness.wholeMilliseconds)
+        guard let resume else {
+            logger.info("partition \(partition): no checkpoint, starting at the beginning")
+            return PartitionRollup(partition: partition, views: configuration.views, latenessMs: lateness, resume: .beginning())
+        }
+        var why: String?
+        switch snapshot {
+        case .success(let bytes)?:
+            do {
+                let rollup = try PartitionRollup.restoring(
+                    partition: partition, views: configuration.views, latenessMs: lateness, snapshot: bytes, resume: resume)
+                counters.snapshotRestores.add(1, ordering: .relaxed)
+                logger.info(
+                    "partition \(partition): restored \(rollup.openCells) open cells from the snapshot at offset \(rollup.nextOffset) (\(bytes.count) bytes); resuming at offset \(rollup.nextOffset) (checkpoint horizon \(resume.horizonOffset))")
+                return rollup
+            } catch {
+                why = "\(error)"
+            }
+        case .failure(let error)?: why = error.message
+        case nil: break
+        }
+        if let why {
+            counters.snapshotFallbacks.add(1, ordering: .relaxed)
+            logger.warning("partition \(partition): the checkpoint's snapshot is unusable (\(why)); replaying its open buckets instead")
+        }
+        logger.info("partition \(partition): resuming at offset \(resume.offset) (replay horizon \(resume.horizonOffset))")
+        return PartitionRollup(partition: partition, views: configuration.views, latenessMs: lateness, resume: resume)
+    }
+
     enum CheckpointRead {
-        /// The stored checkpoint, or nil when the partition has none.
-        case read(ResumeState?)
+        /// The stored checkpoint (nil when the partition has none) and, when it names a usable
+        /// snapshot, that snapshot's bytes or why they could not be had.
+        case read(ResumeState?, Result<[UInt8], SnapshotError>?)
         /// The worker is stopping: the read was abandoned.
         case stopping
     }
 
-    /// Reads a checkpoint, retrying while the store is unreachable (the partition cannot
-    /// start correctly without it); abandoned when the worker stops.
+    /// Reads a checkpoint and its snapshot, retrying while the store is unreachable (the
+    /// partition cannot start correctly without them); abandoned when the worker stops.
     private func readCheckpoint(_ partition: Int32) -> CheckpointRead {
         var attempt = 0
         while true {
-            let result = Mutex<Result<ResumeState?, any Error>?>(nil)
+            typealias Answer = (ResumeState?, Result<[UInt8], SnapshotError>?)
+            let result = Mutex<Result<Answer, any Error>?>(nil)
             let done = DispatchSemaphore(value: 0)
             let store = checkpoints
             let task = Task {
-                let r: Result<ResumeState?, any Error>
-                do { r = .success(try await store.read(partition: partition)) } catch { r = .failure(error) }
+                let r: Result<Answer, any Error>
+                do {
+                    let resume = try await store.read(partition: partition)
+                    var snapshot: Result<[UInt8], SnapshotError>?
+                    if let ref = resume?.usableSnapshot {
+                        do { snapshot = .success(try await store.readSnapshot(partition: partition, reference: ref)) } catch let e as SnapshotError { snapshot = .failure(e) }
+                    }
+                    r = .success((resume, snapshot))
+                } catch { r = .failure(error) }
                 result.withLock { $0 = r }
                 done.signal()
             }
@@ -396,7 +460,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 }
             }
             switch result.withLock({ $0 }) {
-            case .success(let r)?: return .read(r)
+            case .success(let r)?: return .read(r.0, r.1)
             case .failure(let error)?:
                 attempt += 1
                 logger.warning("reading the checkpoint of partition \(partition) failed (attempt \(attempt)): \(error)")

@@ -83,6 +83,10 @@ public struct NodeConfiguration: Sendable {
         /// A partition silent this long whose open buckets the wall clock has passed gets an
         /// idle marker (docs/DESIGN.md, "Quiet partitions"); zero disables markers.
         public var idleMarkerAfter: Duration
+        /// How often a flush also saves the partition's open buckets (docs/DESIGN.md, "Resume
+        /// from the horizon"): a new owner restores them and re-reads only what came after;
+        /// zero disables snapshots (a new owner replays every open bucket).
+        public var snapshotInterval: Duration
 
         /// The record rules these settings make.
         public var recordLimits: RecordLimits {
@@ -120,6 +124,7 @@ extension NodeConfiguration {
         "ingest": [
             "allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes",
             "max_memory", "store_stall_timeout", "max_event_age", "max_event_lead", "idle_marker_after",
+            "snapshot_interval",
         ],
     ]
 
@@ -313,7 +318,8 @@ extension NodeConfiguration {
             storeStallTimeout: try duration("ingest.store_stall_timeout", .seconds(15), min: .milliseconds(500)),
             maxEventAge: try duration("ingest.max_event_age", .seconds(90 * 86_400), min: .seconds(1)),
             maxEventLead: try duration("ingest.max_event_lead", .seconds(3600), min: .seconds(1)),
-            idleMarkerAfter: try duration("ingest.idle_marker_after", .seconds(60)))
+            idleMarkerAfter: try duration("ingest.idle_marker_after", .seconds(60)),
+            snapshotInterval: try duration("ingest.snapshot_interval", .seconds(10), max: .seconds(86_400)))
         if ingest.maxPendingBytes > ingest.maxMemory / 2 {
             throw ConfigurationError("ingest.max_pending_bytes", "must be at most half of ingest.max_memory (\(ingest.maxMemory))")
         }
@@ -431,6 +437,7 @@ extension NodeConfiguration {
             "ingest.store_stall_timeout = \(d(ingest.storeStallTimeout))",
             "ingest.max_event_age = \(d(ingest.maxEventAge))", "ingest.max_event_lead = \(d(ingest.maxEventLead))",
             "ingest.idle_marker_after = \(d(ingest.idleMarkerAfter))",
+            "ingest.snapshot_interval = \(d(ingest.snapshotInterval))",
         ]
         lines += [
             "query.listen = \(query.listen)", "query.advertise = \(query.advertise)", "query.token = \(query.token == nil ? "(none)" : "***")",

@@ -9,6 +9,14 @@ public final class NodeCounters: Sendable {
     public let recordsFolded = Atomic<UInt64>(0)
     public let recordsLate = Atomic<UInt64>(0)
     public let recordsReplaySkipped = Atomic<UInt64>(0)
+    /// Records read again below a resumed partition's checkpoint horizon (folded or skipped).
+    public let recordsReplayed = Atomic<UInt64>(0)
+    /// Open-bucket snapshots written with checkpoints, their bytes, and partitions restored
+    /// from one (or that fell back to a replay because theirs was unusable).
+    public let snapshotsWritten = Atomic<UInt64>(0)
+    public let snapshotBytes = Atomic<UInt64>(0)
+    public let snapshotRestores = Atomic<UInt64>(0)
+    public let snapshotFallbacks = Atomic<UInt64>(0)
     public let messagesMalformed = Atomic<UInt64>(0)
     public let deadLetters = Atomic<UInt64>(0)
     public let deadLetterFailures = Atomic<UInt64>(0)

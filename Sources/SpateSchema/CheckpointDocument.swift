@@ -15,13 +15,23 @@ public enum CheckpointDocument {
     public static func source(
         group: String, topic: String, partition: Int32, resume: ResumeState, node: String, writtenAtMs: UInt64
     ) -> JSONValue {
-        [
-            "group": .string(group), "topic": .string(topic), "partition": .number(partition),
-            "resume_offset": .integer(resume.offset), "resume_max_event_ts": .integer(Int64(clamping: resume.maxEventTs)),
-            "horizon_offset": .integer(resume.horizonOffset),
-            "horizon_max_event_ts": .integer(Int64(clamping: resume.horizonMaxEventTs)), "node": .string(node),
-            "written_at": .integer(Int64(clamping: writtenAtMs)),
-        ]
+        var doc = JSONObject([
+            ("group", .string(group)), ("topic", .string(topic)), ("partition", .number(partition)),
+            ("resume_offset", .integer(resume.offset)), ("resume_max_event_ts", .integer(Int64(clamping: resume.maxEventTs))),
+            ("horizon_offset", .integer(resume.horizonOffset)),
+            ("horizon_max_event_ts", .integer(Int64(clamping: resume.horizonMaxEventTs))), ("node", .string(node)),
+            ("written_at", .integer(Int64(clamping: writtenAtMs))),
+        ])
+        if let s = resume.snapshot {
+            doc["snapshot_offset"] = .integer(s.offset)
+            doc["snapshot_max_event_ts"] = .integer(Int64(clamping: s.maxEventTs))
+            doc["snapshot_slot"] = .integer(Int64(s.slot))
+            doc["snapshot_chunks"] = .integer(Int64(s.chunks))
+            doc["snapshot_bytes"] = .integer(Int64(s.bytes))
+            // The hash as text: a `long` field would read back through a Double.
+            doc["snapshot_hash"] = .string(String(s.hash, radix: 16))
+        }
+        return .object(doc)
     }
 
     /// The resume state a stored `_source` holds.
@@ -42,6 +52,23 @@ public enum CheckpointDocument {
         guard offset <= horizon, maxTs <= horizonTs else {
             throw DecodingError(message: "checkpoint resume point (\(offset), \(maxTs)) lies after its horizon (\(horizon), \(horizonTs))")
         }
-        return ResumeState(offset: offset, maxEventTs: UInt64(maxTs), horizonOffset: horizon, horizonMaxEventTs: UInt64(horizonTs))
+        var resume = ResumeState(offset: offset, maxEventTs: UInt64(maxTs), horizonOffset: horizon, horizonMaxEventTs: UInt64(horizonTs))
+        guard source["snapshot_offset"] != nil else { return resume }
+        let snapshotOffset = try field("snapshot_offset")
+        let snapshotTs = try field("snapshot_max_event_ts")
+        let slot = try field("snapshot_slot")
+        let chunks = try field("snapshot_chunks")
+        let bytes = try field("snapshot_bytes")
+        guard let hashText = source["snapshot_hash"]?.stringValue, let hash = UInt64(hashText, radix: 16) else {
+            throw DecodingError(message: "checkpoint field snapshot_hash is missing or not hexadecimal")
+        }
+        guard snapshotOffset <= horizon, snapshotTs <= horizonTs, slot <= 1, chunks >= 1, chunks <= SnapshotDocument.maxChunks,
+            bytes <= Int64(SnapshotDocument.maxChunks) * Int64(SnapshotDocument.maxChunkBytes)
+        else {
+            throw DecodingError(message: "checkpoint snapshot reference (offset \(snapshotOffset), slot \(slot), \(chunks) chunks, \(bytes) bytes) is out of range")
+        }
+        resume.snapshot = SnapshotReference(
+            offset: snapshotOffset, maxEventTs: UInt64(snapshotTs), slot: Int(slot), chunks: Int(chunks), bytes: Int(bytes), hash: hash)
+        return resume
     }
 }

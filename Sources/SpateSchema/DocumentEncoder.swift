@@ -19,6 +19,9 @@ public struct IndexNaming: Sendable, Hashable {
 
     public var checkpointIndex: String { "\(prefix)-checkpoints" }
 
+    /// Where the open-bucket snapshots that checkpoints name live.
+    public var snapshotIndex: String { "\(prefix)-snapshots" }
+
     /// Where leases live (the retention lease).
     public var leaseIndex: String { "\(prefix)-leases" }
 

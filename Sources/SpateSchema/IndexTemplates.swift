@@ -6,7 +6,7 @@ public import SpateModel
 /// applies to indices created afterwards (the next daily index).
 public enum IndexTemplates {
     /// Bump when a template's body changes.
-    public static let version: Int64 = 2
+    public static let version: Int64 = 3
 
     public static func viewTemplate(_ view: ViewDefinition, naming: IndexNaming, shards: Int, replicas: Int) -> JSONValue {
         var properties = JSONObject()
@@ -45,6 +45,20 @@ public enum IndexTemplates {
                 "resume_offset": ["type": "long"], "resume_max_event_ts": ["type": "long"],
                 "horizon_offset": ["type": "long"], "horizon_max_event_ts": ["type": "long"],
                 "node": ["type": "keyword"], "written_at": ["type": "date", "format": "epoch_millis"],
+                "snapshot_offset": ["type": "long"], "snapshot_max_event_ts": ["type": "long"],
+                "snapshot_slot": ["type": "integer"], "snapshot_chunks": ["type": "integer"], "snapshot_bytes": ["type": "long"],
+                "snapshot_hash": ["type": "keyword", "index": false, "doc_values": false],
+            ])
+    }
+
+    /// Snapshots of open buckets: binary pieces, fetched by id, never searched.
+    public static func snapshotTemplate(naming: IndexNaming, replicas: Int) -> JSONValue {
+        bookkeeping(
+            pattern: naming.snapshotIndex, replicas: replicas,
+            properties: [
+                "group": ["type": "keyword"], "topic": ["type": "keyword"], "partition": ["type": "integer"],
+                "slot": ["type": "integer"], "chunk": ["type": "integer"], "offset": ["type": "long"],
+                "data": ["type": "binary"],
             ])
     }
 

@@ -244,7 +244,7 @@ public final class NodeTestBed: @unchecked Sendable {
         }
         if let client = try? elastic() {
             for index in (try? await client.catIndices("\(prefix)-*")) ?? [] { _ = try? await client.deleteIndex(index.name) }
-            for name in ["app_1m", "app_1h", "subscriber_5m", "server_1m", "app_15m", "checkpoints", "leases"] {
+            for name in ["app_1m", "app_1h", "subscriber_5m", "server_1m", "app_15m", "checkpoints", "snapshots", "leases", "members"] {
                 _ = try? await client.send("DELETE", "/_index_template/\(prefix)-\(name)")
             }
             client.shutdown()
