@@ -118,6 +118,14 @@ public final class IngestService: Service, Sendable {
                     try await elastic.putIndexTemplate(name: name, body: body)
                     let from = installed?["version"]?.int64Value.map { "version \($0)" } ?? "none"
                     logger.info("index template \(name): installed version \(IndexTemplates.version) (was \(from))")
+                    // The checkpoint index is not daily: an existing one gets the new fields
+                    // (snapshot references) in place, or its strict mapping would refuse them.
+                    if name == "\(naming.prefix)-checkpoints", let properties = body["template"]?["mappings"]?["properties"] {
+                        let r = try await elastic.send("PUT", "/\(naming.checkpointIndex)/_mapping", body: JSONWriter.encode(["properties": properties]))
+                        if r.status / 100 != 2 && r.status != 404 {
+                            throw ElasticError.http(r.status, "updating the mapping of \(naming.checkpointIndex): status \(r.status)")
+                        }
+                    }
                 }
                 return
             } catch let e as ElasticError where e.isRetriable {

@@ -26,8 +26,9 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         /// idle marker.
         var lastMessageAt = ContinuousClock.now
         var lastMarkerAt: ContinuousClock.Instant?
-        /// When this worker last saved the partition's open buckets.
+        /// When this worker last saved the partition's open buckets, and how many bytes that took.
         var lastSnapshotAt: ContinuousClock.Instant?
+        var lastSnapshotBytes = 0
         init(rollup: PartitionRollup) { self.rollup = rollup }
     }
 
@@ -274,7 +275,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         let previous = slot.lastSubmitted
         resume.snapshot = previous?.snapshot
         let rollup = slot.rollup
-        let interval = configuration.ingest.snapshotInterval
+        let interval = snapshotInterval(slot)
         let snapshotDue = interval > .zero && rollup.nextOffset > resume.offset && rollup.nextOffset > (previous?.snapshot?.offset ?? -1)
             && (all || slot.lastSnapshotAt.map { ContinuousClock.now - $0 >= interval } ?? true)
         if sink.count == 0 && resume == previous && !snapshotDue { return nil }
@@ -288,6 +289,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 partition: partition, offset: rollup.nextOffset, maxEventTs: rollup.maxEventTs, slot: target,
                 chunkBytes: SnapshotDocument.chunkBytes(bulkMaxBytes: configuration.elasticsearch.bulkMaxBytes))
             slot.lastSnapshotAt = .now
+            slot.lastSnapshotBytes = bytes.count
             counters.snapshotsWritten.add(1, ordering: .relaxed)
             counters.snapshotBytes.add(UInt64(bytes.count), ordering: .relaxed)
         }
@@ -298,10 +300,23 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         return ticket
     }
 
-    /// Commits where a new owner would start reading: the stored checkpoint's snapshot offset
-    /// (or its replay offset without one), so the group's lag is the real backlog.
+    /// How long after its last snapshot a partition's next one is due: `ingest.snapshot_interval`,
+    /// stretched so that this node writes at most `ingest.snapshot_max_rate` bytes of snapshots
+    /// per second (each owned partition gets an equal share). Zero: snapshots are off.
+    private func snapshotInterval(_ slot: Slot) -> Duration {
+        let base = configuration.ingest.snapshotInterval
+        guard base > .zero else { return .zero }
+        let share = Double(configuration.ingest.snapshotMaxRate) / Double(max(1, slots.count * configuration.node.workers))
+        let seconds = Double(slot.lastSnapshotBytes) / share
+        return max(base, .milliseconds(Int64(min(seconds, 86_400) * 1000)))
+    }
+
+    /// Commits the stored checkpoint's horizon: every record below it is accounted for in the
+    /// store (folded or dead-lettered), so the group's lag from standard Kafka tools is the real
+    /// backlog. A new owner never starts from the committed offset: it reads the checkpoint and
+    /// seeks to its snapshot's offset, or to its replay offset without a usable snapshot.
     private func commit(_ partition: Int32, _ slot: Slot, _ resume: ResumeState, sync: Bool) {
-        let offset = resume.readOffset
+        let offset = resume.horizonOffset
         guard slot.committed != offset else { return }
         do {
             try consumer.commit([KafkaTopicPartition(topic: configuration.kafka.topic, partition: partition): offset], async: !sync)

@@ -87,6 +87,9 @@ public struct NodeConfiguration: Sendable {
         /// from the horizon"): a new owner restores them and re-reads only what came after;
         /// zero disables snapshots (a new owner replays every open bucket).
         public var snapshotInterval: Duration
+        /// The most snapshot bytes per second a node writes: a partition whose open state is
+        /// large is saved less often than `snapshotInterval` (docs/DESIGN.md).
+        public var snapshotMaxRate: Int64
 
         /// The record rules these settings make.
         public var recordLimits: RecordLimits {
@@ -124,7 +127,7 @@ extension NodeConfiguration {
         "ingest": [
             "allowed_lateness", "max_pending_documents", "max_pending_bytes", "shutdown_grace", "stats_interval", "fetch_queue_bytes",
             "max_memory", "store_stall_timeout", "max_event_age", "max_event_lead", "idle_marker_after",
-            "snapshot_interval",
+            "snapshot_interval", "snapshot_max_rate",
         ],
     ]
 
@@ -319,7 +322,8 @@ extension NodeConfiguration {
             maxEventAge: try duration("ingest.max_event_age", .seconds(90 * 86_400), min: .seconds(1)),
             maxEventLead: try duration("ingest.max_event_lead", .seconds(3600), min: .seconds(1)),
             idleMarkerAfter: try duration("ingest.idle_marker_after", .seconds(60)),
-            snapshotInterval: try duration("ingest.snapshot_interval", .seconds(10), max: .seconds(86_400)))
+            snapshotInterval: try duration("ingest.snapshot_interval", .seconds(10), max: .seconds(86_400)),
+            snapshotMaxRate: try bytes("ingest.snapshot_max_rate", 4_000_000, min: 10_000, max: 10_000_000_000))
         if ingest.maxPendingBytes > ingest.maxMemory / 2 {
             throw ConfigurationError("ingest.max_pending_bytes", "must be at most half of ingest.max_memory (\(ingest.maxMemory))")
         }
@@ -437,7 +441,7 @@ extension NodeConfiguration {
             "ingest.store_stall_timeout = \(d(ingest.storeStallTimeout))",
             "ingest.max_event_age = \(d(ingest.maxEventAge))", "ingest.max_event_lead = \(d(ingest.maxEventLead))",
             "ingest.idle_marker_after = \(d(ingest.idleMarkerAfter))",
-            "ingest.snapshot_interval = \(d(ingest.snapshotInterval))",
+            "ingest.snapshot_interval = \(d(ingest.snapshotInterval))", "ingest.snapshot_max_rate = \(ingest.snapshotMaxRate)",
         ]
         lines += [
             "query.listen = \(query.listen)", "query.advertise = \(query.advertise)", "query.token = \(query.token == nil ? "(none)" : "***")",

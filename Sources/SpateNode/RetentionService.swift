@@ -135,7 +135,8 @@ final class RetentionService: Service, Sendable {
         let today = Self.now() / 86_400_000
         let all = try await client.catIndices("\(naming.prefix)-*")
         let daily = try await dailyIndices()
-        // The cap covers every Spate index; the non-daily ones (checkpoints, leases) only count.
+        // The cap covers every Spate index; the non-daily ones (checkpoints, snapshots, leases,
+        // members) only count.
         let fixed = all.filter { i in !daily.contains { $0.name == i.name } }.reduce(Int64(0)) { $0 + $1.storeBytes }
         var ages: [String: UInt32] = [:]
         var buckets: [String: UInt64] = [:]

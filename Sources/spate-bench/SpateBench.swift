@@ -9,7 +9,7 @@ import SpateProbe
 struct SpateBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spate-bench", abstract: "Micro-benchmarks (build with -c release).",
-        subcommands: [ProbeEncode.self, Decode.self, FoldBench.self, Drain.self, WatchBench.self])
+        subcommands: [ProbeEncode.self, Decode.self, FoldBench.self, SnapshotBench.self, Drain.self, WatchBench.self])
 }
 
 struct ProbeEncode: ParsableCommand {
