@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "fuzz-store",
             dependencies: [
-                "FuzzSupport", .product(name: "SpateIngest", package: "Spate"), .product(name: "SpateSchema", package: "Spate"),
+                "FuzzSupport", .product(name: "SpateCodec", package: "Spate"), .product(name: "SpateIngest", package: "Spate"), .product(name: "SpateSchema", package: "Spate"),
                 .product(name: "SpateModel", package: "Spate"),
                 .product(name: "SpateJSON", package: "Spate"), .product(name: "SpateElastic", package: "Spate"),
                 .product(name: "SpateQuery", package: "Spate"), .product(name: "SpateWire", package: "Spate"),
