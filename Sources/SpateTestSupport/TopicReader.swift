@@ -3,7 +3,8 @@ import Logging
 import SpateKafka
 
 /// Reads `expected` messages of a topic with a fresh group and returns every message's bytes,
-/// in offset order per partition. (Tansu 0.6's ListOffsets answers the last batch's base offset
+/// in offset order per partition. Idle markers (empty values a node writes into a quiet
+/// partition, docs/DESIGN.md "Quiet partitions") are not the producer's and are skipped. (Tansu 0.6's ListOffsets answers the last batch's base offset
 /// instead of the high watermark, so the expected count comes from the producer's manifest.)
 public func readTopic(bootstrap: String, topic: String, expected: UInt64, timeout: Duration = .seconds(120)) throws -> [Int32: [[UInt8]]] {
     let consumer = try KafkaConsumer(
@@ -21,6 +22,7 @@ public func readTopic(bootstrap: String, topic: String, expected: UInt64, timeou
     var quietSince = ContinuousClock.now
     while ContinuousClock.now < deadline && (count < total || ContinuousClock.now - quietSince < .seconds(1)) {
         try consumer.poll(timeoutMs: 200) { m in
+            if m.value.isEmpty && m.header("spate-idle-marker") != nil { return }
             out[m.partition, default: []].append(Array(m.value))
             count += 1
             quietSince = .now
