@@ -27,23 +27,27 @@ struct FoldBench: ParsableCommand {
             records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
         let bytes = messages.reduce(0) { $0 + $1.bytes.count }
         print("\(messages.count) messages, \(bytes / 1_000_000) MB")
-        var decodeBest = Double.infinity
-        var foldBest = Double.infinity
+        var decodeTimes: [Double] = []
+        var foldTimes: [Double] = []
         var documents = 0
         var digests: Set<UInt64> = []
         for _ in 0..<repeats {
-            decodeBest = min(decodeBest, try cpuSeconds { try Self.decodeOnly(messages) })
+            decodeTimes.append(try cpuSeconds { try Self.decodeOnly(messages) })
             let (seconds, docs, digest) = try Self.timedFold(messages)
-            foldBest = min(foldBest, seconds)
+            foldTimes.append(seconds)
             documents = docs
             digests.insert(digest)
         }
         let n = Double(records)
+        let decodeBest = decodeTimes.min() ?? 0
+        let foldBest = foldTimes.min() ?? 0
         let decodeNs = decodeBest / n * 1e9
         let foldNs = foldBest / n * 1e9
         print(String(format: "decode+validate: %.0f ns/record CPU, %.0f records/s", decodeNs, n / decodeBest))
         print(String(format: "decode+validate+fold+flush: %.0f ns/record CPU, %.0f records/s (%d documents)", foldNs, n / foldBest, documents))
         print(String(format: "ratio fold/decode: %.2f; peak RSS %d MB", foldNs / decodeNs, peakRSSMegabytes()))
+        print("every repeat, ns/record: decode " + decodeTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " ")
+            + "; fold " + foldTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " "))
         // Equal digests before and after a change to the fold = the same documents (bytes,
         // versions, sketches) and the same late decisions.
         print("result digest: " + digests.map { String($0, radix: 16) }.sorted().joined(separator: " "))
