@@ -85,6 +85,12 @@ public final class PartitionRollup {
     var rollups: [ViewRollup]
     /// Scratch: string ids of the current message, `stringFields.count` per record.
     private var scratchIDs: [UInt32] = []
+    /// Scratch: the current message's records that go into the views.
+    private var inputs: [FoldInput] = []
+    /// Scratch: the hashes of the current message's strings, like `scratchIDs`.
+    private var stringHashes: [UInt64] = []
+    /// What the read-ahead pass loaded, kept so that the loads are not optimized away.
+    private var readAheadSink = 0
     private let stringFields: [Dimension]
     private let needsSubscriber: Bool
     /// The subscriber's position among a record's interned strings (-1: not interned).
@@ -161,62 +167,76 @@ public final class PartitionRollup {
         let n = batch.count
         let stride = stringFields.count
         // Pass 1: resolve every string first, so a bad one rejects the whole message untouched.
+        // The strings are hashed and the interner's memory for them read ahead first (most
+        // subscribers miss the caches), then interned.
         if scratchIDs.count < n * stride { scratchIDs = [UInt32](repeating: 0, count: n * stride) }
+        if stringHashes.count < n * stride { stringHashes = [UInt64](repeating: 0, count: n * stride) }
+        let interner = self.interner
+        var readAhead = 0
+        stringHashes.withUnsafeMutableBufferPointer { hashes in
+            for i in 0..<n {
+                let r = batch[i]
+                for k in 0..<stride {
+                    let h = StringInterner.hash(Self.string(stringFields[k], of: r))
+                    hashes[i * stride + k] = h
+                    readAhead &+= interner.readAhead(hash: h)
+                }
+            }
+            for h in hashes.prefix(n * stride) { readAhead &+= interner.readAheadString(hash: h) }
+        }
+        readAheadSink = readAhead
         for i in 0..<n {
             let r = batch[i]
             for (k, field) in stringFields.enumerated() {
-                let view: CStringView
-                switch field {
-                case .application: view = r.application
-                case .applicationCategory: view = r.applicationCategory
-                case .host: view = r.host
-                case .subscriber: view = r.subscriberID
-                case .deviceType: view = r.deviceType
-                case .country: view = r.country
-                default: continue
-                }
-                guard let id = interner.intern(view.utf8) else {
+                guard let id = interner.intern(Self.string(field, of: r), hash: stringHashes[i * stride + k]) else {
                     throw RecordDecodingError(.invalidUTF8, "record \(i): \(field.rawValue) is not valid UTF-8")
                 }
                 scratchIDs[i * stride + k] = id
             }
         }
-        // Pass 2: fold. Per record, what every view shares is computed once: the RTT sketch
-        // bucket (a logarithm) and the subscriber's hash.
+        // Pass 2: which records count (late rule, replay rule) and, once per record, what every
+        // view shares: the RTT sketch bucket (a logarithm) and the subscriber's hash.
         let w = watermark
         let replaying = offset < horizon.horizonOffset
         let wc = horizonWatermark
         var messageMax = maxEventTs
         let maxBefore = maxEventTs
         let subscriberSlot = self.subscriberSlot
-        let interner = self.interner
+        inputs.removeAll(keepingCapacity: true)
+        for i in 0..<n {
+            let r = batch[i]
+            let ts = r.endTimeMs
+            if ts > messageMax { messageMax = ts }
+            if ts < w {
+                if replaying { outcome.skippedReplay += 1 } else { outcome.late.append(i) }
+                continue
+            }
+            if rollups.isEmpty || replaying && rollups.allSatisfy({ $0.replaySkips(eventTimeMs: ts, replayWatermark: wc) }) {
+                outcome.skippedReplay += 1
+                continue
+            }
+            let rtt = r.rttMicros
+            var input = FoldInput(
+                record: i, hasRTT: rtt > 0, rttBucket: rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil,
+                hasSubscriber: false, subscriberHash: 0)
+            if subscriberSlot >= 0 {
+                let s = scratchIDs[i * stride + subscriberSlot]
+                if s != 0 {
+                    input.hasSubscriber = true
+                    input.subscriberHash = interner.hash(s)
+                }
+            }
+            inputs.append(input)
+        }
+        outcome.folded = inputs.count
+        // Pass 3: every view folds the accepted records.
         scratchIDs.withUnsafeBufferPointer { ids in
-            for i in 0..<n {
-                let r = batch[i]
-                let ts = r.endTimeMs
-                if ts > messageMax { messageMax = ts }
-                if ts < w {
-                    if replaying { outcome.skippedReplay += 1 } else { outcome.late.append(i) }
-                    continue
-                }
-                let rtt = r.rttMicros
-                let rttBucket = rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil
-                var subscriberHash: UInt64?
-                if subscriberSlot >= 0 {
-                    let s = ids[i * stride + subscriberSlot]
-                    if s != 0 { subscriberHash = interner.hash(s) }
-                }
-                var foldedAny = false
+            inputs.withUnsafeBufferPointer { inputs in
                 for v in rollups {
-                    let bucketMs = v.bucketMs
-                    let bucketStart = ts - ts % bucketMs
-                    if replaying && bucketStart + bucketMs <= wc { continue }
                     v.fold(
-                        record: r, ids: ids, idBase: i * stride, bucketStart: bucketStart, offset: offset,
-                        maxEventTsBefore: maxBefore, rttBucket: rttBucket, subscriberHash: subscriberHash)
-                    foldedAny = true
+                        batch: batch, inputs: inputs, ids: ids, stride: stride, offset: offset, maxEventTsBefore: maxBefore,
+                        replayWatermark: replaying ? wc : nil)
                 }
-                if foldedAny { outcome.folded += 1 } else { outcome.skippedReplay += 1 }
             }
         }
         maxEventTs = messageMax
@@ -224,6 +244,21 @@ public final class PartitionRollup {
         closePassedBuckets()
         if interner.count >= compactAt { compactInterner() }
         return outcome
+    }
+
+    /// A record's string of dimension `field`, as bytes (empty for a dimension that is not a
+    /// string; `stringFields` holds only strings).
+    @inline(__always)
+    private static func string(_ field: Dimension, of r: DecodedRecord) -> UnsafeBufferPointer<UInt8> {
+        switch field {
+        case .application: return r.application.utf8
+        case .applicationCategory: return r.applicationCategory.utf8
+        case .host: return r.host.utf8
+        case .subscriber: return r.subscriberID.utf8
+        case .deviceType: return r.deviceType.utf8
+        case .country: return r.country.utf8
+        case .probe, .interface, .l4Protocol, .serverPort, .serverPrefix, .clientPrefix: return UnsafeBufferPointer(start: nil, count: 0)
+        }
     }
 
     /// Rebuilds the interner with only the strings the open and closing buckets use, and

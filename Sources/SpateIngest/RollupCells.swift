@@ -27,6 +27,31 @@ struct RollupCell {
     var dirty = false
 }
 
+/// A bucket table's memory seen by a read-ahead pass: the loads `cellIndex` and a cell update
+/// will make, made ahead for a whole chunk of records in a tight loop without references, so the
+/// processor overlaps their cache misses instead of taking them one after another. The values
+/// returned are meaningless (summed into a sink so the loads are not optimized away).
+struct ReadAhead {
+    let slots: UnsafeBufferPointer<UInt64>
+    let mask: Int
+    let keys: UnsafeBufferPointer<UInt64>
+    let width: Int
+    let cells: UnsafeBufferPointer<RollupCell>
+
+    /// The slot a lookup of `hash` probes first.
+    @inline(__always)
+    func slot(hash: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: hash) & mask] }
+
+    /// The key and cell that slot points to, if any (read once the slot is in cache).
+    @inline(__always)
+    func cell(hash: UInt64) -> UInt64 {
+        let e = slots[Int(truncatingIfNeeded: hash) & mask]
+        guard e != 0 else { return 0 }
+        let i = Int(e & 0xFFFF_FFFF) - 1
+        return keys[i * width] &+ cells[i].records
+    }
+}
+
 /// The cells of one time bucket of one view: an open-addressing table from dimension keys
 /// (fixed-width `UInt64` words) to cells, plus the bucket's resume information.
 final class BucketCells {
@@ -43,7 +68,9 @@ final class BucketCells {
     var subscriberSketches: [HyperLogLog] = []
     var rttSketches: [QuantileSketch] = []
     /// Open addressing: each slot holds `hash >> 32 << 32 | (cell index + 1)`, 0 when empty,
-    /// so a probe compares hashes without touching the key arrays (one cache miss, not two).
+    /// so a probe compares 32 hash bits (and, by the slot's position, more) without touching
+    /// the key arrays; on a match it compares the key words — not `hashes`, whose read would be
+    /// one more cache miss in a large table for a check that almost never fails.
     private var slots: [UInt64]
     private var mask: Int
     /// Indices of cells changed since their last flush.
@@ -79,7 +106,7 @@ final class BucketCells {
             if e == 0 { break }
             if e & 0xFFFF_FFFF_0000_0000 == tag {
                 let i = Int(e & 0xFFFF_FFFF) - 1
-                if hashes[i] == hash && keyEquals(i, key) { return i }
+                if keyEquals(i, key) { return i }
             }
             slot = (slot + 1) & mask
         }
@@ -92,6 +119,42 @@ final class BucketCells {
         slots[slot] = tag | UInt64(i + 1)
         if cells.count * 2 > slots.count { grow() }
         return i
+    }
+
+    /// The table as raw memory for a read-ahead pass (`ReadAhead`), valid inside `body`.
+    @inline(__always)
+    func withReadAhead<R>(_ body: (ReadAhead) -> R) -> R {
+        slots.withUnsafeBufferPointer { slots in
+            keys.withUnsafeBufferPointer { keys in
+                cells.withUnsafeBufferPointer { cells in
+                    body(ReadAhead(slots: slots, mask: mask, keys: keys, width: width, cells: cells))
+                }
+            }
+        }
+    }
+
+    /// Reads what adding the records of `entries` (cell << 16 | position in `inputs`, in bits
+    /// 0..<48) to their cells' sketches will touch first, and returns it (meaningless to the
+    /// caller): see `ReadAhead`.
+    func readAheadSketches(entries: UnsafeBufferPointer<UInt64>, inputs: UnsafeBufferPointer<FoldInput>) -> UInt64 {
+        var t: UInt64 = 0
+        if trackSubscribers {
+            subscriberSketches.withUnsafeBufferPointer { sketches in
+                for e in entries {
+                    let input = inputs[Int(e & 0xFFFF)]
+                    if input.hasSubscriber { t &+= UInt64(sketches[Int(e >> 16 & 0xFFFF_FFFF)].readAhead(hash: input.subscriberHash)) }
+                }
+            }
+        }
+        if trackRTT {
+            rttSketches.withUnsafeBufferPointer { sketches in
+                for e in entries {
+                    let input = inputs[Int(e & 0xFFFF)]
+                    if input.hasRTT, let bucket = input.rttBucket { t &+= sketches[Int(e >> 16 & 0xFFFF_FFFF)].readAhead(bucket: bucket) }
+                }
+            }
+        }
+        return t
     }
 
     @inline(__always)

@@ -27,21 +27,30 @@ struct FoldBench: ParsableCommand {
             records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
         let bytes = messages.reduce(0) { $0 + $1.bytes.count }
         print("\(messages.count) messages, \(bytes / 1_000_000) MB")
-        var decodeBest = Double.infinity
-        var foldBest = Double.infinity
+        var decodeTimes: [Double] = []
+        var foldTimes: [Double] = []
         var documents = 0
+        var digests: Set<UInt64> = []
         for _ in 0..<repeats {
-            decodeBest = min(decodeBest, try cpuSeconds { try Self.decodeOnly(messages) })
-            let (seconds, docs) = try Self.timedFold(messages)
-            foldBest = min(foldBest, seconds)
+            decodeTimes.append(try cpuSeconds { try Self.decodeOnly(messages) })
+            let (seconds, docs, digest) = try Self.timedFold(messages)
+            foldTimes.append(seconds)
             documents = docs
+            digests.insert(digest)
         }
         let n = Double(records)
+        let decodeBest = decodeTimes.min() ?? 0
+        let foldBest = foldTimes.min() ?? 0
         let decodeNs = decodeBest / n * 1e9
         let foldNs = foldBest / n * 1e9
         print(String(format: "decode+validate: %.0f ns/record CPU, %.0f records/s", decodeNs, n / decodeBest))
         print(String(format: "decode+validate+fold+flush: %.0f ns/record CPU, %.0f records/s (%d documents)", foldNs, n / foldBest, documents))
         print(String(format: "ratio fold/decode: %.2f; peak RSS %d MB", foldNs / decodeNs, peakRSSMegabytes()))
+        print("every repeat, ns/record: decode " + decodeTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " ")
+            + "; fold " + foldTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " "))
+        // Equal digests before and after a change to the fold = the same documents (bytes,
+        // versions, sketches) and the same late decisions.
+        print("result digest: " + digests.map { String($0, radix: 16) }.sorted().joined(separator: " "))
     }
 
     /// Decodes and validates every message as a worker does, touching each record.
@@ -59,13 +68,15 @@ struct FoldBench: ParsableCommand {
     }
 
     /// Folds every message into its partition's rollup and flushes on the views' intervals of
-    /// event time; returns CPU seconds and documents written.
-    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage]) throws -> (Double, Int) {
+    /// event time; returns CPU seconds, documents written and an order-independent digest of
+    /// every document and every fold outcome.
+    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage]) throws -> (Double, Int, UInt64) {
         let views = ViewDefinition.defaults
         var rollups: [UInt32: PartitionRollup] = [:]
         var offsets: [UInt32: Int64] = [:]
         var nextFlush = [UInt64](repeating: 0, count: views.count)
         var documents = 0
+        var digest: UInt64 = 0
         let seconds = try cpuSeconds {
             let decoder = RecordBatchDecoder()
             for m in messages {
@@ -74,9 +85,13 @@ struct FoldBench: ParsableCommand {
                 rollups[m.probe] = rollup
                 let offset = offsets[m.probe, default: 0]
                 offsets[m.probe] = offset + 1
-                _ = try m.bytes.withUnsafeBytes { raw in
+                let outcome = try m.bytes.withUnsafeBytes { raw in
                     try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
                 }
+                var o = StableHash.combine(UInt64(m.probe), UInt64(bitPattern: offset))
+                o = StableHash.combine(o, UInt64(outcome.folded))
+                for i in outcome.late { o = StableHash.combine(o, UInt64(i)) }
+                digest &+= StableHash.combine(o, UInt64(outcome.skippedReplay))
                 // Flush intervals in event time: each view's interval, every partition.
                 var due = Set<Int>()
                 for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
@@ -86,13 +101,19 @@ struct FoldBench: ParsableCommand {
                 if !due.isEmpty {
                     for r in rollups.values {
                         var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
-                        _ = r.flush(due: { due.contains($0) }, into: &sink)
+                        let checkpoint = r.flush(due: { due.contains($0) }, into: &sink)
                         documents += sink.count
+                        digest &+= StableHash.combine(
+                            StableHash.combine(UInt64(bitPattern: checkpoint.offset), checkpoint.maxEventTs),
+                            UInt64(bitPattern: Int64(r.partition)))
+                        for i in 0..<sink.count {
+                            digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) }
+                        }
                     }
                 }
             }
         }
-        return (seconds, documents)
+        return (seconds, documents, digest)
     }
 }
 
