@@ -233,7 +233,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 if outcome == .stored { commit(partition, slot, t.resume, sync: false) }
             }
             if slot.inFlight == nil && (slot.rollup.hasClosedBuckets || (!slot.due.isEmpty && !storeBehind)) {
-                submitFlush(partition, slot, all: false)
+                submitFlush(partition, slot)
             }
         }
         applyBackpressure()
@@ -263,21 +263,22 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
 
     /// Builds and submits a ticket; returns it, or nil when there was nothing new. The ticket
     /// also saves the open buckets when `ingest.snapshot_interval` has passed since the last
-    /// snapshot, and always when the partition is being released (`all`), so its next owner
-    /// reads on from here.
+    /// snapshot, and always when the partition is being released, so its next owner reads on
+    /// from here. A release without snapshots flushes every view instead.
     @discardableResult
-    private func submitFlush(_ partition: Int32, _ slot: Slot, all: Bool) -> FlushTicket? {
+    private func submitFlush(_ partition: Int32, _ slot: Slot, releasing: Bool = false) -> FlushTicket? {
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
         var sink = BulkDocumentSink(naming: naming, topic: configuration.kafka.topic)
+        let interval = snapshotInterval(slot)
         let due = slot.due
-        var resume = slot.rollup.flush(due: { all || due.contains($0) }, into: &sink)
+        let everyView = releasing && interval == .zero
+        var resume = slot.rollup.flush(due: { everyView || due.contains($0) }, into: &sink)
         slot.due = []
         let previous = slot.lastSubmitted
         resume.snapshot = previous?.snapshot
         let rollup = slot.rollup
-        let interval = snapshotInterval(slot)
         let snapshotDue = interval > .zero && rollup.nextOffset > resume.offset && rollup.nextOffset > (previous?.snapshot?.offset ?? -1)
-            && (all || slot.lastSnapshotAt.map { ContinuousClock.now - $0 >= interval } ?? true)
+            && (releasing || slot.lastSnapshotAt.map { ContinuousClock.now - $0 >= interval } ?? true)
         if sink.count == 0 && resume == previous && !snapshotDue { return nil }
         var body = sink.body
         if snapshotDue {
@@ -489,40 +490,51 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
     }
 
+    /// Releases partitions: flushes in flight finish, then every partition's final flush is
+    /// submitted before any is waited for (the writer stores them together), then each is
+    /// committed. With snapshots on, the final flush writes the closed buckets and a snapshot
+    /// with the open ones (dirty cells included, the next owner writes them) instead of
+    /// rewriting every open document: the next owner restores it and re-reads nothing. Without
+    /// snapshots every view is flushed. Everything waits at most until the revoke deadline.
     func consumer(_ consumer: KafkaConsumer, revoked partitions: [KafkaTopicPartition], lost: Bool) {
         let deadline = revokeDeadline()
-        for tp in partitions {
-            guard let slot = slots[tp.partition] else { continue }
-            defer {
-                slots[tp.partition] = nil
-                counters.setProgress(tp.partition, nil)
+        let owned = partitions.compactMap { tp in slots[tp.partition].map { (tp.partition, $0) } }
+        defer {
+            for (p, _) in owned {
+                slots[p] = nil
+                counters.setProgress(p, nil)
             }
-            if lost {
-                logger.warning("partition \(tp.partition) lost (session expired): dropping its state, the new owner replays")
-                continue
-            }
-            // Finish what is in flight, then flush everything and wait for it.
+        }
+        if lost {
+            for (p, _) in owned { logger.warning("partition \(p) lost (session expired): dropping its state, the new owner replays") }
+            return
+        }
+        var finals: [(Int32, Slot, FlushTicket)] = []
+        for (p, slot) in owned {
             if let t = slot.inFlight {
                 guard t.wait(timeout: max(.zero, deadline - .now)) != nil else {
-                    logger.error("partition \(tp.partition): flush still unacknowledged at the deadline; the next owner replays")
+                    logger.error("partition \(p): flush still unacknowledged at the deadline; the next owner replays")
                     incomplete.store(true, ordering: .relaxed)
                     continue
                 }
-                if t.result == .stored { commit(tp.partition, slot, t.resume, sync: true) }
+                slot.inFlight = nil
+                if t.result == .stored { commit(p, slot, t.resume, sync: true) }
             }
-            slot.due = Set(configuration.views.indices)
-            if let t = submitFlush(tp.partition, slot, all: true) {
-                switch t.wait(timeout: max(.zero, deadline - .now)) {
-                case .stored?:
-                    commit(tp.partition, slot, t.resume, sync: true)
-                    logger.info("partition \(tp.partition) released at resume offset \(t.resume.offset)")
-                default:
-                    logger.error("partition \(tp.partition): final flush not acknowledged in time; the next owner replays")
-                    incomplete.store(true, ordering: .relaxed)
-                }
+            if let t = submitFlush(p, slot, releasing: true) {
+                finals.append((p, slot, t))
             } else if let r = slot.lastSubmitted {
-                commit(tp.partition, slot, r, sync: true)
-                logger.info("partition \(tp.partition) released at resume offset \(r.offset)")
+                commit(p, slot, r, sync: true)
+                logger.info("partition \(p) released at offset \(r.horizonOffset)")
+            }
+        }
+        for (p, slot, t) in finals {
+            switch t.wait(timeout: max(.zero, deadline - .now)) {
+            case .stored?:
+                commit(p, slot, t.resume, sync: true)
+                logger.info("partition \(p) released at offset \(t.resume.horizonOffset)\(t.resume.snapshot.map { " (snapshot at \($0.offset))" } ?? "")")
+            default:
+                logger.error("partition \(p): final flush not acknowledged in time; the next owner replays")
+                incomplete.store(true, ordering: .relaxed)
             }
         }
     }

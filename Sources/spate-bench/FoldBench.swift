@@ -14,19 +14,12 @@ struct FoldBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fold", abstract: "CPU per record: decode + validate + fold into the default views vs decode only, one core.")
 
-    @Option(help: "Records in the workload (at 100,000 records/s of event time, 3M is 30 s).") var records = 3_000_000
-    @Option(help: "Records per message.") var batch = 200
-    @Option(help: "Probes (one partition each).") var probes = 12
-    @Option(help: "Distinct subscribers.") var subscribers = 1_000_000
-    @Option(help: "Event-time density, records per second of event time (100000 = 6M/min).") var eventRate = 100_000.0
+    @OptionGroup var workload: FoldWorkload
     @Option(help: "Repetitions of each pass; the best is reported.") var repeats = 3
 
     func run() throws {
-        print("encoding \(records) records (\(probes) probes, \(subscribers) subscribers, \(Int(eventRate)) records/s of event time)…")
-        let messages = ProbeBenchmarks.encodedMessages(
-            records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
-        let bytes = messages.reduce(0) { $0 + $1.bytes.count }
-        print("\(messages.count) messages, \(bytes / 1_000_000) MB")
+        let messages = workload.messages()
+        let records = workload.records
         var decodeTimes: [Double] = []
         var foldTimes: [Double] = []
         var documents = 0
@@ -71,49 +64,82 @@ struct FoldBench: ParsableCommand {
     /// event time; returns CPU seconds, documents written and an order-independent digest of
     /// every document and every fold outcome.
     static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage]) throws -> (Double, Int, UInt64) {
-        let views = ViewDefinition.defaults
-        var rollups: [UInt32: PartitionRollup] = [:]
-        var offsets: [UInt32: Int64] = [:]
-        var nextFlush = [UInt64](repeating: 0, count: views.count)
+        var driver = FoldDriver()
         var documents = 0
         var digest: UInt64 = 0
         let seconds = try cpuSeconds {
-            let decoder = RecordBatchDecoder()
-            for m in messages {
-                let rollup = rollups[m.probe] ?? PartitionRollup(
-                    partition: Int32(m.probe), views: views, latenessMs: 120_000, resume: .beginning())
-                rollups[m.probe] = rollup
-                let offset = offsets[m.probe, default: 0]
-                offsets[m.probe] = offset + 1
-                let outcome = try m.bytes.withUnsafeBytes { raw in
-                    try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
-                }
-                var o = StableHash.combine(UInt64(m.probe), UInt64(bitPattern: offset))
-                o = StableHash.combine(o, UInt64(outcome.folded))
-                for i in outcome.late { o = StableHash.combine(o, UInt64(i)) }
-                digest &+= StableHash.combine(o, UInt64(outcome.skippedReplay))
-                // Flush intervals in event time: each view's interval, every partition.
-                var due = Set<Int>()
-                for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
-                    due.insert(v)
-                    nextFlush[v] = m.lastEventMs + view.flushIntervalMs
-                }
-                if !due.isEmpty {
-                    for r in rollups.values {
-                        var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
-                        let checkpoint = r.flush(due: { due.contains($0) }, into: &sink)
-                        documents += sink.count
-                        digest &+= StableHash.combine(
-                            StableHash.combine(UInt64(bitPattern: checkpoint.offset), checkpoint.maxEventTs),
-                            UInt64(bitPattern: Int64(r.partition)))
-                        for i in 0..<sink.count {
-                            digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) }
-                        }
-                    }
-                }
-            }
+            try driver.run(
+                messages,
+                folded: { probe, offset, outcome in
+                    var o = StableHash.combine(UInt64(probe), UInt64(bitPattern: offset))
+                    o = StableHash.combine(o, UInt64(outcome.folded))
+                    for i in outcome.late { o = StableHash.combine(o, UInt64(i)) }
+                    digest &+= StableHash.combine(o, UInt64(outcome.skippedReplay))
+                },
+                flushed: { r, sink, checkpoint in
+                    documents += sink.count
+                    digest &+= StableHash.combine(
+                        StableHash.combine(UInt64(bitPattern: checkpoint.offset), checkpoint.maxEventTs), UInt64(bitPattern: Int64(r.partition)))
+                    for i in 0..<sink.count { digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) } }
+                })
         }
         return (seconds, documents, digest)
+    }
+}
+
+/// The workload the fold benchmarks feed: probe messages at an event-time density.
+struct FoldWorkload: ParsableArguments {
+    @Option(help: "Records in the workload (at 100,000 records/s of event time, 3M is 30 s).") var records = 3_000_000
+    @Option(help: "Records per message.") var batch = 200
+    @Option(help: "Probes (one partition each).") var probes = 12
+    @Option(help: "Distinct subscribers.") var subscribers = 1_000_000
+    @Option(help: "Event-time density, records per second of event time (100000 = 6M/min).") var eventRate = 100_000.0
+
+    /// The encoded messages, announced on stdout.
+    func messages() -> [ProbeBenchmarks.EncodedMessage] {
+        print("encoding \(records) records (\(probes) probes, \(subscribers) subscribers, \(Int(eventRate)) records/s of event time)…")
+        let messages = ProbeBenchmarks.encodedMessages(
+            records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
+        print("\(messages.count) messages, \(messages.reduce(0) { $0 + $1.bytes.count } / 1_000_000) MB")
+        return messages
+    }
+}
+
+/// Folds messages into one rollup per partition (keyed by probe, as Kafka would), decoding and
+/// validating as a worker does, and flushes every partition on each view's interval of event
+/// time into bulk documents.
+struct FoldDriver {
+    let views = ViewDefinition.defaults
+    private(set) var rollups: [UInt32: PartitionRollup] = [:]
+    private var offsets: [UInt32: Int64] = [:]
+    private var nextFlush = [UInt64](repeating: 0, count: ViewDefinition.defaults.count)
+
+    mutating func run(
+        _ messages: [ProbeBenchmarks.EncodedMessage], folded: (UInt32, Int64, FoldOutcome) -> Void,
+        flushed: (PartitionRollup, BulkDocumentSink, ResumeState) -> Void
+    ) throws {
+        let decoder = RecordBatchDecoder()
+        for m in messages {
+            let rollup = rollups[m.probe] ?? PartitionRollup(partition: Int32(m.probe), views: views, latenessMs: 120_000, resume: .beginning())
+            rollups[m.probe] = rollup
+            let offset = offsets[m.probe, default: 0]
+            offsets[m.probe] = offset + 1
+            let outcome = try m.bytes.withUnsafeBytes { raw in
+                try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
+            }
+            folded(m.probe, offset, outcome)
+            var due = Set<Int>()
+            for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
+                due.insert(v)
+                nextFlush[v] = m.lastEventMs + view.flushIntervalMs
+            }
+            guard !due.isEmpty else { continue }
+            for r in rollups.values {
+                var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
+                let checkpoint = r.flush(due: { due.contains($0) }, into: &sink)
+                flushed(r, sink, checkpoint)
+            }
+        }
     }
 }
 

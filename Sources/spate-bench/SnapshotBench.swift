@@ -13,45 +13,17 @@ struct SnapshotBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "snapshot", abstract: "Bytes and CPU of open-bucket snapshots (save and restore) at the default views.")
 
-    @Option(help: "Records folded before the snapshot (at 100,000 records/s of event time, 6M is one minute).") var records = 6_000_000
-    @Option(help: "Records per message.") var batch = 200
-    @Option(help: "Probes (one partition each).") var probes = 12
-    @Option(help: "Distinct subscribers.") var subscribers = 1_000_000
-    @Option(help: "Event-time density, records per second of event time (100000 = 6M/min).") var eventRate = 100_000.0
+    @OptionGroup var workload: FoldWorkload
 
     func run() throws {
-        print("encoding \(records) records (\(probes) probes, \(subscribers) subscribers, \(Int(eventRate)) records/s of event time)…")
-        let messages = ProbeBenchmarks.encodedMessages(
-            records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
+        let messages = workload.messages()
         let input = messages.reduce(0) { $0 + $1.bytes.count }
-        let views = ViewDefinition.defaults
-        var rollups: [UInt32: PartitionRollup] = [:]
-        var offsets: [UInt32: Int64] = [:]
-        var nextFlush = [UInt64](repeating: 0, count: views.count)
+        var driver = FoldDriver()
         var documentBytes = 0
-        let decoder = RecordBatchDecoder()
-        for m in messages {
-            let rollup = rollups[m.probe] ?? PartitionRollup(partition: Int32(m.probe), views: views, latenessMs: 120_000, resume: .beginning())
-            rollups[m.probe] = rollup
-            let offset = offsets[m.probe, default: 0]
-            offsets[m.probe] = offset + 1
-            _ = try m.bytes.withUnsafeBytes { raw in
-                try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
-            }
-            var due = Set<Int>()
-            for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
-                due.insert(v)
-                nextFlush[v] = m.lastEventMs + view.flushIntervalMs
-            }
-            if !due.isEmpty {
-                for r in rollups.values {
-                    var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
-                    _ = r.flush(due: { due.contains($0) }, into: &sink)
-                    documentBytes += sink.body.bytes.count
-                }
-            }
-        }
-        let eventSeconds = Double(records) / eventRate
+        try driver.run(messages, folded: { _, _, _ in }, flushed: { _, sink, _ in documentBytes += sink.body.bytes.count })
+        let views = driver.views
+        let rollups = driver.rollups
+        let eventSeconds = Double(workload.records) / workload.eventRate
         var snapshotBytes = 0
         var cells = 0
         var saveCPU = 0.0
