@@ -28,7 +28,10 @@ public struct SpateNodeServices: Sendable {
         let engine = QueryEngine(
             client: queryClient, naming: naming,
             views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) },
-            cacheMaxBytes: configuration.query.cacheMaxBytes)
+            cacheMaxBytes: configuration.query.cacheMaxBytes,
+            horizons: ClosedHorizons(
+                client: queryClient, naming: naming, group: configuration.kafka.group, topic: configuration.kafka.topic,
+                latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds)))
         let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
         let topicCheck = TopicCheck(configuration: configuration, logger: logger)
         let local = LocalStatus(configuration: configuration, counters: counters)

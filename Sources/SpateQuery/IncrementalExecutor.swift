@@ -1,0 +1,344 @@
+public import Foundation
+import SpateElastic
+public import SpateModel
+import SpateJSON
+import SpateSchema
+public import Synchronization
+import SpateWire
+
+/// Answers plans from cached closed slots plus one store search for what can still change
+/// (docs/DESIGN.md, "Live dashboards"): per partition, the slots before its boundary
+/// (`ClosedHorizons`) are read from the store once — when they close — and kept; every refresh
+/// asks the store only for each partition's range after its cached slots, and for partitions
+/// without a checkpoint the whole range. The store's work per refresh is therefore that of
+/// the last minutes, whatever the dashboard's range.
+///
+/// A shape it cannot cache exactly — more than `maxKeysPerSlot` values of the grouped dimension
+/// in one slot, or a cache above an eighth of the budget — is answered by the plain
+/// `QueryExecutor` (the whole range from the store), and not tried again for `refusalMs`.
+public final class IncrementalExecutor: Sendable {
+    public let plain: QueryExecutor
+    public let horizons: ClosedHorizons
+    /// Estimated bytes all cached slots may hold.
+    public let maxBytes: Int
+    /// Values of a grouped dimension (top, split series) one slot may have and still be cached.
+    public let maxKeysPerSlot: Int
+    /// How long a shape that could not be cached is answered by the plain executor.
+    public let refusalMs: UInt64
+    private let clock: @Sendable () -> UInt64
+    private let state = Mutex(State())
+    /// Store searches for slots that closed (fills) and for the open part; plans answered plainly.
+    public let fillSearches = Atomic<UInt64>(0)
+    public let openSearches = Atomic<UInt64>(0)
+    public let plainAnswers = Atomic<UInt64>(0)
+
+    private struct State {
+        var entries: [QueryShape: (slots: ClosedSlots, usedMs: UInt64)] = [:]
+        var refused: [QueryShape: UInt64] = [:]
+        var bytes = 0
+    }
+
+    /// An executor caching closed slots in at most `maxBytes` (estimated).
+    public init(
+        plain: QueryExecutor, horizons: ClosedHorizons, maxBytes: Int, maxKeysPerSlot: Int = 2000, refusalMs: UInt64 = 60_000,
+        clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+    ) {
+        self.plain = plain
+        self.horizons = horizons
+        self.maxBytes = maxBytes
+        self.maxKeysPerSlot = maxKeysPerSlot
+        self.refusalMs = refusalMs
+        self.clock = clock
+    }
+
+    /// Closed-slot caches held now and their estimated bytes.
+    public var usage: (entries: Int, bytes: Int) { state.withLock { ($0.entries.count, $0.bytes) } }
+
+    /// A part of the answer could not be read completely (too many keys in a slot).
+    struct Incomplete: Error {}
+
+    /// Answers `plan`; `nowMs` stamps the result.
+    public func execute(_ plan: QueryPlan, nowMs: UInt64) async throws -> QueryResult {
+        let shape = QueryShape(plan)
+        let refused = state.withLock { s -> Bool in
+            if let until = s.refused[shape], until > nowMs { return true }
+            s.refused[shape] = nil
+            return false
+        }
+        if refused {
+            plainAnswers.add(1, ordering: .relaxed)
+            return try await plain.execute(plan, nowMs: nowMs)
+        }
+        let boundaries = await horizons.current()
+        let (snapshot, fills) = state.withLock { s -> (ClosedSlots, [ClosedSlots.Fill]) in
+            var entry = s.entries[shape]?.slots ?? ClosedSlots(base: plan.startMs, stepMs: plan.stepMs)
+            let before = entry.bytes
+            let fills = entry.prepare(plan, boundaries: boundaries)
+            s.bytes += entry.bytes - before
+            s.entries[shape] = (entry, clock())
+            return (entry, fills)
+        }
+        do {
+            let filled = try await fill(plan, fills)
+            let ranges = snapshot.storeRanges(after: fills)
+            let open = try await read(plan, clause: openClause(plan, ranges), bySlot: Self.seriesKind(plan.kind))
+            openSearches.add(1, ordering: .relaxed)
+            try commit(shape, fills: fills, parts: filled, generation: snapshot.generation)
+            // The answer: cached slots + what was filled now + the open part, each (partition,
+            // slot) exactly once.
+            var perSlot: [UInt64: PartialAnswer] = [:]
+            for (s, part) in snapshot.slots(from: plan.startMs, to: plan.endMs) { perSlot[s] = part }
+            for source in [filled, open] {
+                for (s, part) in source {
+                    if var have = perSlot[s] {
+                        try have.add(part)
+                        perSlot[s] = have
+                    } else {
+                        perSlot[s] = part
+                    }
+                }
+            }
+            var whole = PartialAnswer.empty(plan.kind)
+            for part in perSlot.values { try whole.add(part) }
+            var result = QueryResult(view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, computedAtMs: nowMs)
+            let ordered = perSlot.filter { $0.key >= plan.startMs && $0.key < plan.endMs }.sorted { $0.key < $1.key }.map { (start: $0.key, part: $0.value) }
+            try PartialAnswer.answer(plan, whole: whole, slots: ordered, into: &result)
+            return result
+        } catch is Incomplete {
+            state.withLock { s in
+                if let e = s.entries.removeValue(forKey: shape) { s.bytes -= e.slots.bytes }
+                s.refused[shape] = nowMs + refusalMs
+            }
+            plainAnswers.add(1, ordering: .relaxed)
+            return try await plain.execute(plan, nowMs: nowMs)
+        }
+    }
+
+    private func commit(_ shape: QueryShape, fills: [ClosedSlots.Fill], parts: [UInt64: PartialAnswer], generation: UInt64) throws {
+        guard !fills.isEmpty else { return }
+        try state.withLock { s in
+            guard var entry = s.entries[shape]?.slots else { return }
+            let before = entry.bytes
+            guard try entry.commit(fills, parts: parts, generation: generation) else { return }
+            s.bytes += entry.bytes - before
+            if entry.bytes > maxBytes / 8 {
+                // Too large to be worth keeping: answered plainly for a while.
+                s.entries[shape] = nil
+                s.bytes -= entry.bytes
+                s.refused[shape] = clock() + refusalMs
+                return
+            }
+            s.entries[shape] = (entry, clock())
+            // Over budget: the least recently used shapes go.
+            while s.bytes > maxBytes, let victim = s.entries.min(by: { $0.value.usedMs < $1.value.usedMs }) {
+                s.entries[victim.key] = nil
+                s.bytes -= victim.value.slots.bytes
+            }
+        }
+    }
+
+    /// Reads the slots `fills` name, per slot, in searches of at most `maxSlotsPerSearch` slots.
+    private func fill(_ plan: QueryPlan, _ fills: [ClosedSlots.Fill]) async throws -> [UInt64: PartialAnswer] {
+        guard !fills.isEmpty else { return [:] }
+        let lo = fills.map(\.fromMs).min()!
+        let hi = fills.map(\.toMs).max()!
+        let (product, overflow) = UInt64(maxSlotsPerSearch(plan.kind)).multipliedReportingOverflow(by: plan.stepMs)
+        let chunk = overflow ? hi - lo : max(product, plan.stepMs)
+        var out: [UInt64: PartialAnswer] = [:]
+        var at = lo
+        while at < hi {
+            let end = min(hi, at + chunk)
+            var groups: [[UInt64]: [Int32]] = [:]
+            for f in fills {
+                let a = max(f.fromMs, at)
+                let b = min(f.toMs, end)
+                if a < b { groups[[a, b], default: []].append(f.partition) }
+            }
+            if !groups.isEmpty {
+                let clauses: [JSONValue] = groups.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { range, partitions in
+                    Self.partitionClause(partitions.sorted(), fromMs: range[0], toMs: range[1])
+                }
+                fillSearches.add(1, ordering: .relaxed)
+                for (s, part) in try await read(plan, clause: ["bool": ["should": .array(clauses), "minimum_should_match": 1]], bySlot: true) {
+                    out[s] = part
+                }
+            }
+            at = end
+        }
+        return out
+    }
+
+    /// Slots one fill search may cover: the store's bucket limit over the keys a slot may have.
+    private func maxSlotsPerSearch(_ kind: QueryKind) -> Int {
+        switch kind {
+        case .top, .series(_, _, _?, _): return max(1, Int(QueryPlanner.maxStoreBuckets) / maxKeysPerSlot)
+        case .totals, .series: return Int(QueryPlanner.maxStoreBuckets)
+        case .distinctSubscribers, .rttQuantiles: return Int.max
+        }
+    }
+
+    /// The open part's clause: each known partition after its cached slots, every other
+    /// partition over the whole range (the plan's range is applied around it).
+    func openClause(_ plan: QueryPlan, _ ranges: StoreRanges) -> JSONValue {
+        var should: [JSONValue] = ranges.open.map { Self.partitionClause($0.partitions, fromMs: $0.fromMs, toMs: plan.endMs) }
+        if ranges.known.isEmpty {
+            return ["match_all": [:]]
+        }
+        should.append(["bool": ["must_not": [["terms": ["partition": .array(ranges.known.map { .number($0) })]]]]])
+        return ["bool": ["should": .array(should), "minimum_should_match": 1]]
+    }
+
+    static func partitionClause(_ partitions: [Int32], fromMs: UInt64, toMs: UInt64) -> JSONValue {
+        [
+            "bool": [
+                "filter": [
+                    ["terms": ["partition": .array(partitions.map { .number($0) })]],
+                    ["range": ["ts": ["gte": .number(fromMs), "lt": .number(toMs), "format": "epoch_millis"]]],
+                ]
+            ]
+        ]
+    }
+
+    static func seriesKind(_ kind: QueryKind) -> Bool {
+        if case .series = kind { return true }
+        return false
+    }
+
+    /// One search over the plan's range and filters narrowed by `clause`: per slot when
+    /// `bySlot` (the key is the slot's start), else one part under the key `plan.startMs`.
+    /// - Throws: `Incomplete` when a keyed aggregation may have left keys out.
+    func read(_ plan: QueryPlan, clause: JSONValue, bySlot: Bool) async throws -> [UInt64: PartialAnswer] {
+        let grouped: SpateModel.Dimension?
+        switch plan.kind {
+        case .top(let d, _, _): grouped = d
+        case .series(_, _, let split, _): grouped = split
+        default: grouped = nil
+        }
+        let query: JSONValue = ["bool": ["filter": [plan.executorFilter(plain, excludeOtherOf: grouped), clause]]]
+        switch plan.kind {
+        case .distinctSubscribers, .rttQuantiles:
+            return try await scan(plan, query: query, bySlot: bySlot)
+        default: break
+        }
+        let leaf: JSONObject
+        switch plan.kind {
+        case .totals, .top: leaf = ExactSums.aggregations(QueryExecutor.totalFields)
+        case .series(let metric, _, _, _): leaf = ExactSums.aggregations(metric.fields)
+        default: leaf = JSONObject()
+        }
+        var aggs = JSONObject()
+        if let grouped {
+            aggs["k"] = ["terms": ["field": .string(grouped.rawValue), "size": .number(maxKeysPerSlot)], "aggs": .object(leaf)]
+        } else {
+            aggs = leaf
+        }
+        var body = JSONObject()
+        body["size"] = 0
+        body["query"] = query
+        if bySlot {
+            body["aggs"] = [
+                "h": ["date_histogram": ["field": "ts", "fixed_interval": .string("\(plan.stepMs)ms"), "min_doc_count": 1], "aggs": .object(aggs)]
+            ]
+        } else {
+            body["aggs"] = .object(aggs)
+        }
+        let r = try await search(plain.indices(plan), .object(body))
+        func part(_ a: [String: Aggregation]) throws -> PartialAnswer {
+            switch plan.kind {
+            case .totals: return .totals(try ExactSums.totals(from: a))
+            case .series(let metric, _, nil, _): return .value(try ExactSums.metric(metric, in: a))
+            case .series(let metric, _, _?, _):
+                let buckets = try keyed(a["k"])
+                var m: [String: UInt64] = [:]
+                for b in buckets { m[Self.key(b)] = try ExactSums.metric(metric, in: b.aggregations) }
+                return .split(m)
+            case .top:
+                var m: [String: MetricTotals] = [:]
+                for b in try keyed(a["k"]) { m[Self.key(b)] = try ExactSums.totals(from: b.aggregations) }
+                return .keyed(m)
+            default: throw RPCError(.internal, "no aggregation for this kind")
+            }
+        }
+        func keyed(_ agg: Aggregation?) throws -> [Aggregation.Bucket] {
+            let buckets = agg?.buckets ?? []
+            if buckets.count >= maxKeysPerSlot { throw Incomplete() }
+            return buckets
+        }
+        if !bySlot { return [plan.startMs: try part(r.aggregations)] }
+        var out: [UInt64: PartialAnswer] = [:]
+        for b in r.aggregations["h"]?.buckets ?? [] {
+            guard let ts = b.key.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs else { continue }
+            out[UInt64(ts) / plan.stepMs * plan.stepMs] = try part(b.aggregations)
+        }
+        return out
+    }
+
+    private static func key(_ b: Aggregation.Bucket) -> String { b.key.stringValue ?? b.key.int64Value.map(String.init) ?? "" }
+
+    /// Merges the sketch of every matching document, per slot when `bySlot`, in time slices of
+    /// at most one page (10,000 hits) each, like `QueryExecutor`'s scan.
+    private func scan(_ plan: QueryPlan, query: JSONValue, bySlot: Bool) async throws -> [UInt64: PartialAnswer] {
+        let field = plan.kind == .distinctSubscribers ? "subscribers_hll" : "rtt_sketch"
+        let page = 10_000
+        var pending: [(UInt64, UInt64)] = [(plan.startMs, plan.endMs)]
+        var out: [UInt64: PartialAnswer] = [:]
+        let index = plain.indices(plan)
+        while let (s, e) = pending.popLast() {
+            let body: JSONValue = [
+                "size": .number(page), "track_total_hits": true, "_source": [.string(field), "ts"],
+                "query": ["bool": ["filter": [query, ["range": ["ts": ["gte": .number(s), "lt": .number(e), "format": "epoch_millis"]]]]]],
+            ]
+            let r: JSONValue
+            do { r = try await plain.client.searchRaw(index: index, body: body) } catch let e as ElasticError {
+                throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
+            }
+            let total = r["hits"]?["total"]?["value"]?.int64Value ?? 0
+            let hits = r["hits"]?["hits"]?.arrayValue ?? []
+            if total > Int64(hits.count) {
+                let bucket = plan.view.bucketMs
+                guard e - s > bucket else {
+                    throw RPCError(.resourceExhausted, "more than \(page) documents in one \(bucket / 1000) s bucket; narrow the filters")
+                }
+                let mid = (s + (e - s) / 2) / bucket * bucket
+                let cut = mid > s ? mid : s + bucket
+                pending.append((s, cut))
+                pending.append((cut, e))
+                continue
+            }
+            for h in hits {
+                guard let text = h["_source"]?[field]?.stringValue, let bytes = Base64.decode(text),
+                    let ts = h["_source"]?["ts"]?.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs
+                else { continue }
+                let slot = bySlot ? UInt64(ts) / plan.stepMs * plan.stepMs : plan.startMs
+                let part: PartialAnswer
+                if field == "subscribers_hll" {
+                    guard let h = HyperLogLog(serialized: bytes) else { continue }
+                    part = .subscribers(h, documents: 1)
+                } else {
+                    guard let q = QuantileSketch(serialized: bytes) else { continue }
+                    part = .rtt(q, documents: 1)
+                }
+                if var have = out[slot] {
+                    try have.add(part)
+                    out[slot] = have
+                } else {
+                    out[slot] = part
+                }
+            }
+        }
+        return out
+    }
+
+    private func search(_ index: String, _ body: JSONValue) async throws -> SearchResponse {
+        do { return try await plain.client.search(index: index, body: body) } catch let e as ElasticError {
+            throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
+        }
+    }
+}
+
+extension QueryPlan {
+    /// The plain executor's filter for this plan (range, filters, "(other)" exclusion).
+    func executorFilter(_ executor: QueryExecutor, excludeOtherOf grouped: SpateModel.Dimension?) -> JSONValue {
+        executor.filter(self, excludeOtherOf: grouped)
+    }
+}
