@@ -170,7 +170,7 @@ final class ViewRollup {
     }
 
     /// The dimension values of cell `i`, rendered.
-    private func values(_ b: BucketCells, _ i: Int, _ interner: StringInterner) -> [String] {
+    func values(_ b: BucketCells, _ i: Int, _ interner: StringInterner) -> [String] {
         let key = b.key(i)
         var values: [String] = []
         values.reserveCapacity(width)

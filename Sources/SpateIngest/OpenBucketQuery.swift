@@ -1,0 +1,156 @@
+public import SpateModel
+
+/// A question about the buckets a partition's owner holds in memory (the live tier,
+/// docs/DESIGN.md "Live dashboards"): one view, a bucket-aligned range and step, filters, the
+/// dimension to group by (top, split series) and the sketch wanted, if any.
+public struct OpenBucketRequest: Sendable, Hashable {
+    public var view: String
+    public var startMs: UInt64
+    public var endMs: UInt64
+    /// Slot width: the series step, or the view's bucket.
+    public var stepMs: UInt64
+    public var filters: [QueryFilter]
+    public var grouped: Dimension?
+    public var sketch: SketchKind?
+    /// Per partition, answer only buckets starting at or after this (the asker holds the
+    /// slots before it); absent: from `startMs`.
+    public var fromMs: [Int32: UInt64]
+
+    public init(
+        view: String, startMs: UInt64, endMs: UInt64, stepMs: UInt64, filters: [QueryFilter], grouped: Dimension?, sketch: SketchKind?,
+        fromMs: [Int32: UInt64]
+    ) {
+        self.view = view
+        self.startMs = startMs
+        self.endMs = endMs
+        self.stepMs = stepMs
+        self.filters = filters
+        self.grouped = grouped
+        self.sketch = sketch
+        self.fromMs = fromMs
+    }
+}
+
+/// One slot of an `OpenBucketPart`: sums per value of the grouped dimension ("" when not
+/// grouped), and the merged sketch asked for.
+public struct OpenBucketSlot: Sendable, Hashable {
+    public var groups: [String: MetricTotals] = [:]
+    public var subscribers: HyperLogLog?
+    public var rtt: QuantileSketch?
+
+    public init(groups: [String: MetricTotals] = [:], subscribers: HyperLogLog? = nil, rtt: QuantileSketch? = nil) {
+        self.groups = groups
+        self.subscribers = subscribers
+        self.rtt = rtt
+    }
+}
+
+/// What a partition's owner answers from memory: every bucket of the view it holds (open or
+/// closing) from `heldFromMs` on, per slot. The asker takes the buckets before `heldFromMs`
+/// from the store, so each bucket of the partition is counted once.
+public struct OpenBucketPart: Sendable, Hashable {
+    public var partition: Int32
+    /// The start of the oldest bucket of the view held in memory (`UInt64.max`: none).
+    public var heldFromMs: UInt64
+    /// Slot start → sums.
+    public var slots: [UInt64: OpenBucketSlot]
+    /// Cells read (the cost of the answer).
+    public var cells: Int
+
+    public init(partition: Int32, heldFromMs: UInt64, slots: [UInt64: OpenBucketSlot], cells: Int) {
+        self.partition = partition
+        self.heldFromMs = heldFromMs
+        self.slots = slots
+        self.cells = cells
+    }
+}
+
+/// Why an owner declined to answer for a partition from memory.
+public enum OpenBucketRefusal: Error, Sendable, Hashable {
+    /// No such view here.
+    case unknownView
+    /// Still replaying below its checkpoint's horizon: memory holds less than the store.
+    case replaying
+    /// More cells or groups than `OpenBucketLimits` allow: the store answers instead.
+    case tooLarge
+}
+
+/// Bounds of one answer from memory, so that a question costs the ingest thread little.
+public struct OpenBucketLimits: Sendable, Hashable {
+    /// Cells one partition's answer may read.
+    public var maxCells: Int
+    /// Distinct values of the grouped dimension one partition's answer may hold.
+    public var maxGroups: Int
+
+    public init(maxCells: Int = 200_000, maxGroups: Int = 20_000) {
+        self.maxCells = maxCells
+        self.maxGroups = maxGroups
+    }
+}
+
+extension PartitionRollup {
+    /// Answers `request` from the buckets this partition holds (read-only; call on the owning
+    /// worker's thread, between messages).
+    /// - Throws: `OpenBucketRefusal`.
+    public func answerOpen(_ request: OpenBucketRequest, limits: OpenBucketLimits) throws -> OpenBucketPart {
+        guard let view = rollups.first(where: { $0.definition.name == request.view }) else { throw OpenBucketRefusal.unknownView }
+        // Replaying below the horizon, memory holds a prefix of what the store already has.
+        guard nextOffset >= horizon.horizonOffset else { throw OpenBucketRefusal.replaying }
+        let held = view.buckets + view.closing
+        let heldFrom = held.map(\.start).min() ?? UInt64.max
+        let from = max(request.fromMs[partition] ?? request.startMs, request.startMs)
+        let chosen = held.filter { $0.start >= from && $0.start < request.endMs }
+        let cells = chosen.reduce(0) { $0 + $1.count }
+        guard cells <= limits.maxCells else { throw OpenBucketRefusal.tooLarge }
+        let dims = view.definition.dimensions
+        let filterPositions = request.filters.map { f in (f, dims.firstIndex(of: f.dimension)) }
+        // A filter or grouping on a dimension the view does not have cannot be answered here.
+        guard filterPositions.allSatisfy({ $0.1 != nil }) else { throw OpenBucketRefusal.unknownView }
+        let groupPosition = request.grouped.flatMap { dims.firstIndex(of: $0) }
+        if request.grouped != nil && groupPosition == nil { throw OpenBucketRefusal.unknownView }
+        let step = max(request.stepMs, 1)
+        var slots: [UInt64: OpenBucketSlot] = [:]
+        var groups = Set<String>()
+        for b in chosen {
+            let slotStart = b.start / step * step
+            var slot = slots[slotStart] ?? OpenBucketSlot()
+            for i in 0..<b.count {
+                let values = view.values(b, i, interner)
+                guard filterPositions.allSatisfy({ f, k in Self.matches(f, values[k!]) }) else { continue }
+                let group = groupPosition.map { values[$0] } ?? ""
+                let c = b.cells[i]
+                var t = slot.groups[group] ?? MetricTotals()
+                t.records = t.records.saturatingAdd(c.records)
+                t.flows = t.flows.saturatingAdd(c.flows)
+                t.bytesUp = t.bytesUp.saturatingAdd(c.bytesUp)
+                t.bytesDown = t.bytesDown.saturatingAdd(c.bytesDown)
+                t.packetsUp = t.packetsUp.saturatingAdd(c.packetsUp)
+                t.packetsDown = t.packetsDown.saturatingAdd(c.packetsDown)
+                t.rttCount = t.rttCount.saturatingAdd(c.rttCount)
+                t.rttSumMicros = t.rttSumMicros.saturatingAdd(c.rttSum)
+                slot.groups[group] = t
+                if groups.insert(group).inserted, groups.count > limits.maxGroups { throw OpenBucketRefusal.tooLarge }
+                switch request.sketch {
+                case .subscribers? where b.trackSubscribers:
+                    if slot.subscribers == nil { slot.subscribers = HyperLogLog(precision: b.hllPrecision) }
+                    slot.subscribers?.merge(b.subscriberSketches[i])
+                case .rtt? where b.trackRTT:
+                    if slot.rtt == nil { slot.rtt = QuantileSketch() }
+                    slot.rtt?.merge(b.rttSketches[i])
+                default: break
+                }
+            }
+            slots[slotStart] = slot
+        }
+        return OpenBucketPart(partition: partition, heldFromMs: heldFrom, slots: slots, cells: cells)
+    }
+
+    static func matches(_ f: QueryFilter, _ value: String) -> Bool {
+        switch f.op {
+        case .eq: return f.values.first == value
+        case .notEq: return f.values.first != value
+        case .in: return f.values.contains(value)
+        case .prefix: return f.values.first.map { value.hasPrefix($0) } ?? false
+        }
+    }
+}
