@@ -3,20 +3,22 @@ public import SpateModel
 /// What a query asks the store for once its closed slots are known: per partition, the range
 /// still to be read (I/O-free; `IncrementalExecutor` runs it).
 public struct StoreRanges: Sendable, Hashable {
-    /// Partitions, and the start of the part the store answers for them (to the plan's end).
-    public var open: [(partitions: [Int32], fromMs: UInt64)]
+    /// Partitions, and the part [fromMs, toMs) the store answers for them.
+    public var open: [(partitions: [Int32], fromMs: UInt64, toMs: UInt64)]
     /// Partitions whose closed slots are (or are being) cached; every other partition is
     /// answered by the store over the whole range.
     public var known: [Int32]
 
     public static func == (a: StoreRanges, b: StoreRanges) -> Bool {
         a.known == b.known && a.open.map(\.partitions) == b.open.map(\.partitions) && a.open.map(\.fromMs) == b.open.map(\.fromMs)
+            && a.open.map(\.toMs) == b.open.map(\.toMs)
     }
     public func hash(into h: inout Hasher) {
         h.combine(known)
         for o in open {
             h.combine(o.partitions)
             h.combine(o.fromMs)
+            h.combine(o.toMs)
         }
     }
 }
@@ -85,15 +87,30 @@ public struct ClosedSlots: Sendable {
         return fills
     }
 
-    /// What the store answers after `fills`: per partition from the end of its cached (and
-    /// filled) slots; partitions with nothing cached are left to the whole-range part.
-    public func storeRanges(after fills: [Fill]) -> StoreRanges {
-        var from = covered
-        for f in fills { from[f.partition] = f.toMs }
-        var groups: [UInt64: [Int32]] = [:]
-        for (p, c) in from where c > base { groups[c, default: []].append(p) }
-        let open = groups.sorted { $0.key < $1.key }.map { (partitions: $0.value.sorted(), fromMs: $0.key) }
-        return StoreRanges(open: open, known: open.flatMap(\.partitions).sorted())
+    /// Per partition, the end of its cached slots once `fills` are committed (only
+    /// partitions with something cached).
+    public func covered(after fills: [Fill]) -> [Int32: UInt64] {
+        var from = covered.filter { $0.value > base }
+        for f in fills { from[f.partition] = max(from[f.partition] ?? base, f.toMs) }
+        return from
+    }
+
+    /// What the store answers after `fills`, up to `endMs`: per partition from the end of its
+    /// cached (and filled) slots to the oldest bucket its owner holds in memory (`heldFrom`,
+    /// the live tier) or the end; partitions with nothing cached and no owner's answer are left
+    /// to the whole-range part.
+    public func storeRanges(after fills: [Fill], heldFrom: [Int32: UInt64] = [:], endMs: UInt64) -> StoreRanges {
+        let from = covered(after: fills)
+        var groups: [[UInt64]: [Int32]] = [:]
+        var known: [Int32] = []
+        for p in Set(from.keys).union(heldFrom.keys) {
+            let f = from[p] ?? base
+            let to = min(heldFrom[p] ?? endMs, endMs)
+            known.append(p)
+            if to > f { groups[[f, to], default: []].append(p) }
+        }
+        let open = groups.sorted { $0.key.lexicographicallyPrecedes($1.key) }.map { (partitions: $0.value.sorted(), fromMs: $0.key[0], toMs: $0.key[1]) }
+        return StoreRanges(open: open, known: known.sorted())
     }
 
     /// Adds the parts `fills` read (slot start → part) if the cache is still in the state

@@ -3,6 +3,7 @@ import SpateElastic
 public import SpateModel
 import SpateJSON
 import SpateSchema
+public import SpateIngest
 public import Synchronization
 import SpateWire
 
@@ -19,6 +20,9 @@ import SpateWire
 public final class IncrementalExecutor: Sendable {
     public let plain: QueryExecutor
     public let horizons: ClosedHorizons
+    /// The live tier: asks the owners of the partitions for their buckets held in memory
+    /// (nil: every open bucket from the store).
+    public let live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)?
     /// Estimated bytes all cached slots may hold.
     public let maxBytes: Int
     /// Values of a grouped dimension (top, split series) one slot may have and still be cached.
@@ -41,10 +45,12 @@ public final class IncrementalExecutor: Sendable {
     /// An executor caching closed slots in at most `maxBytes` (estimated).
     public init(
         plain: QueryExecutor, horizons: ClosedHorizons, maxBytes: Int, maxKeysPerSlot: Int = 2000, refusalMs: UInt64 = 60_000,
+        live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         self.plain = plain
         self.horizons = horizons
+        self.live = live
         self.maxBytes = maxBytes
         self.maxKeysPerSlot = maxKeysPerSlot
         self.refusalMs = refusalMs
@@ -80,9 +86,36 @@ public final class IncrementalExecutor: Sendable {
         }
         do {
             let filled = try await fill(plan, fills)
-            let ranges = snapshot.storeRanges(after: fills)
-            let open = try await read(plan, clause: openClause(plan, ranges), bySlot: Self.seriesKind(plan.kind))
-            openSearches.add(1, ordering: .relaxed)
+            // The live tier: owners answer their partitions' buckets held in memory, from the
+            // end of what is cached here on; the store answers each such partition only up to
+            // the oldest bucket its owner holds.
+            var memory: [Int32: OpenBucketPart] = [:]
+            var known = Set(boundaries.keys)
+            var partitionCount = 0
+            if let live {
+                let answer = await live(Self.openRequest(plan, from: snapshot.covered(after: fills)))
+                memory = answer.parts
+                known.formUnion(answer.known)
+                partitionCount = answer.partitionCount
+            }
+            let ranges = snapshot.storeRanges(after: fills, heldFrom: memory.mapValues(\.heldFromMs), endMs: plan.endMs)
+            // Every partition of the topic known and nothing left for the store: no search.
+            let allKnown = partitionCount > 0 && Set(ranges.known).isSuperset(of: (0..<Int32(partitionCount)))
+            var open: [UInt64: PartialAnswer] = [:]
+            if !(allKnown && ranges.open.isEmpty) {
+                open = try await read(plan, clause: openClause(plan, ranges, restNeeded: !allKnown), bySlot: Self.seriesKind(plan.kind))
+                openSearches.add(1, ordering: .relaxed)
+            }
+            for part in memory.values {
+                for (s, part) in try Self.partials(part, plan) {
+                    if var have = open[s] {
+                        try have.add(part)
+                        open[s] = have
+                    } else {
+                        open[s] = part
+                    }
+                }
+            }
             try commit(shape, fills: fills, parts: filled, generation: snapshot.generation)
             // The answer: cached slots + what was filled now + the open part, each (partition,
             // slot) exactly once.
@@ -103,6 +136,8 @@ public final class IncrementalExecutor: Sendable {
             var result = QueryResult(view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, computedAtMs: nowMs)
             let ordered = perSlot.filter { $0.key >= plan.startMs && $0.key < plan.endMs }.sorted { $0.key < $1.key }.map { (start: $0.key, part: $0.value) }
             try PartialAnswer.answer(plan, whole: whole, slots: ordered, into: &result)
+            result.livePartitions = UInt32(clamping: memory.count)
+            result.storePartitions = UInt32(clamping: known.subtracting(memory.keys).count)
             return result
         } catch is Incomplete {
             state.withLock { s in
@@ -177,15 +212,60 @@ public final class IncrementalExecutor: Sendable {
         }
     }
 
-    /// The open part's clause: each known partition after its cached slots, every other
-    /// partition over the whole range (the plan's range is applied around it).
-    func openClause(_ plan: QueryPlan, _ ranges: StoreRanges) -> JSONValue {
-        var should: [JSONValue] = ranges.open.map { Self.partitionClause($0.partitions, fromMs: $0.fromMs, toMs: plan.endMs) }
+    /// The open part's clause: each known partition's range after its cached slots (and
+    /// before what its owner answered from memory), every other partition over the whole
+    /// range unless `restNeeded` is false (the plan's range is applied around it).
+    func openClause(_ plan: QueryPlan, _ ranges: StoreRanges, restNeeded: Bool = true) -> JSONValue {
+        var should: [JSONValue] = ranges.open.map { Self.partitionClause($0.partitions, fromMs: $0.fromMs, toMs: $0.toMs) }
         if ranges.known.isEmpty {
             return ["match_all": [:]]
         }
-        should.append(["bool": ["must_not": [["terms": ["partition": .array(ranges.known.map { .number($0) })]]]]])
+        if restNeeded {
+            should.append(["bool": ["must_not": [["terms": ["partition": .array(ranges.known.map { .number($0) })]]]]])
+        }
         return ["bool": ["should": .array(should), "minimum_should_match": 1]]
+    }
+
+    /// The question the owners are asked for `plan`, each partition from `from` (the end of
+    /// its cached slots) on.
+    static func openRequest(_ plan: QueryPlan, from: [Int32: UInt64]) -> OpenBucketRequest {
+        var grouped: SpateModel.Dimension?
+        var sketch: SketchKind?
+        switch plan.kind {
+        case .top(let d, _, _): grouped = d
+        case .series(_, _, let split, _): grouped = split
+        case .distinctSubscribers: sketch = .subscribers
+        case .rttQuantiles: sketch = .rtt
+        case .totals: break
+        }
+        return OpenBucketRequest(
+            view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, filters: plan.filters, grouped: grouped, sketch: sketch,
+            fromMs: from)
+    }
+
+    /// An owner's answer as parts per slot of `plan` (slots outside the plan are dropped).
+    static func partials(_ part: OpenBucketPart, _ plan: QueryPlan) throws -> [UInt64: PartialAnswer] {
+        var out: [UInt64: PartialAnswer] = [:]
+        for (start, slot) in part.slots where start >= plan.startMs && start < plan.endMs {
+            let cells = UInt64(slot.groups.count)
+            let value: PartialAnswer
+            switch plan.kind {
+            case .totals:
+                var t = PartialAnswer.totals(MetricTotals())
+                for g in slot.groups.values { try t.add(.totals(g)) }
+                value = t
+            case .series(let metric, _, nil, _):
+                var v = PartialAnswer.value(0)
+                for g in slot.groups.values { try v.add(.value(g.value(metric))) }
+                value = v
+            case .series(let metric, _, _?, _): value = .split(slot.groups.mapValues { $0.value(metric) })
+            case .top: value = .keyed(slot.groups)
+            case .distinctSubscribers: value = .subscribers(slot.subscribers, documents: slot.subscribers == nil ? 0 : cells)
+            case .rttQuantiles: value = .rtt(slot.rtt, documents: slot.rtt == nil ? 0 : cells)
+            }
+            out[start] = value
+        }
+        return out
     }
 
     static func partitionClause(_ partitions: [Int32], fromMs: UInt64, toMs: UInt64) -> JSONValue {
@@ -333,6 +413,21 @@ public final class IncrementalExecutor: Sendable {
         do { return try await plain.client.search(index: index, body: body) } catch let e as ElasticError {
             throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
         }
+    }
+}
+
+/// What the live tier gathered for one question: per partition the owner's answer, the
+/// partitions known to exist (membership, this node's own), and the topic's partition count
+/// (0: unknown).
+public struct LiveAnswer: Sendable {
+    public var parts: [Int32: OpenBucketPart]
+    public var known: Set<Int32>
+    public var partitionCount: Int
+
+    public init(parts: [Int32: OpenBucketPart], known: Set<Int32>, partitionCount: Int) {
+        self.parts = parts
+        self.known = known
+        self.partitionCount = partitionCount
     }
 }
 

@@ -3,6 +3,7 @@ public import SpateElastic
 public import SpateSchema
 public import SpateModel
 public import Synchronization
+public import SpateIngest
 import SpateWire
 
 /// Plans, caches and coalesces queries. A result is cached per normalized plan (view,
@@ -34,11 +35,14 @@ public final class QueryEngine: Sendable {
     /// cache when `horizons` is given (IncrementalExecutor).
     public init(
         client: ElasticClient, naming: IndexNaming, views: [PlannableView], cacheMaxBytes: Int = 64 << 20,
-        horizons: ClosedHorizons? = nil, clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+        horizons: ClosedHorizons? = nil, live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil,
+        clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         planner = QueryPlanner(views: views)
         executor = QueryExecutor(client: client, naming: naming)
-        incremental = horizons.map { IncrementalExecutor(plain: QueryExecutor(client: client, naming: naming), horizons: $0, maxBytes: cacheMaxBytes, clock: clock) }
+        incremental = horizons.map {
+            IncrementalExecutor(plain: QueryExecutor(client: client, naming: naming), horizons: $0, maxBytes: cacheMaxBytes, live: live, clock: clock)
+        }
         self.cacheMaxBytes = cacheMaxBytes
         state = Mutex(State(cache: AnswerCache(maxBytes: cacheMaxBytes)))
         self.clock = clock
@@ -94,7 +98,9 @@ public final class QueryEngine: Sendable {
             storeQueries.add(1, ordering: .relaxed)
             do {
                 let r = try await task.value
-                let ttl = max(1000, plan.view.flushIntervalMs)
+                // With the live tier an answer is as fresh as the owners' memory: kept 1 s (the
+                // shortest refresh), not until the view's next flush.
+                let ttl = incremental?.live != nil ? 1000 : max(1000, plan.view.flushIntervalMs)
                 state.withLock { s in
                     s.inFlight[plan] = nil
                     s.cache.insert(plan, r, size: Self.estimatedBytes(r), expiresMs: now + ttl, nowMs: now)

@@ -31,9 +31,8 @@ struct ClosedSlotsTests {
             var total: UInt64 = 0
             for (p, _) in values {
                 if let group = ranges.open.first(where: { $0.partitions.contains(p) }) {
-                    total += sum(p, from: group.fromMs, to: end)
-                } else {
-                    #expect(!ranges.known.contains(p))
+                    total += sum(p, from: group.fromMs, to: group.toMs)
+                } else if !ranges.known.contains(p) {
                     total += sum(p, from: start, to: end)
                 }
             }
@@ -80,8 +79,14 @@ struct ClosedSlotsTests {
                 #expect(f.toMs <= boundaries[f.partition]!, "a fill reaches past its partition's boundary")
             }
             let filled = store.fill(fills)
-            let ranges = cache.storeRanges(after: fills)
+            // Owners answer some partitions from memory: every slot from the oldest they hold
+            // (and from the asker's cached slots) on; the store answers the gap before it.
+            var heldFrom: [Int32: UInt64] = [:]
+            for p in 0..<partitions where rng.next() % 3 == 0 { heldFrom[p] = (now - step * (rng.next() % 6)) / step * step }
+            let ranges = cache.storeRanges(after: fills, heldFrom: heldFrom, endMs: end)
             var answer = store.open(ranges, start: start, end: end)
+            let covered = cache.covered(after: fills)
+            for (p, held) in heldFrom { answer += store.sum(p, from: max(held, covered[p] ?? start, start), to: end) }
             for (_, part) in cache.slots(from: start, to: end) { if case .value(let v) = part { answer += v } }
             for (_, part) in filled { if case .value(let v) = part { answer += v } }
             var expected: UInt64 = 0
@@ -105,7 +110,7 @@ struct ClosedSlotsTests {
         // The window moves on: slot 0 leaves, partition 0 stays covered to 50.
         #expect(cache.prepare(Self.plan(start: 10, end: 110, step: 10), boundaries: [0: 50]).isEmpty)
         #expect(cache.slots(from: 0, to: 110).isEmpty)
-        #expect(cache.storeRanges(after: []).open.map(\.fromMs) == [50])
+        #expect(cache.storeRanges(after: [], endMs: 110).open.map(\.fromMs) == [50])
     }
 
     @Test("horizons: a checkpoint is in force only after it settled, and never moves back")

@@ -1,6 +1,7 @@
 import Foundation
 import SpateClient
 import SpateElastic
+import SpateJSON
 import SpateModel
 import SpateProbe
 import SpateQuery
@@ -152,5 +153,90 @@ struct LiveDashboardTests {
             #expect(r.totals?.records == manifest.totals.records, "computed at \(r.computedAtMs): \(String(describing: r.totals?.records)) of \(manifest.totals.records)")
             #expect(r.totals?.bytesDown == manifest.totals.bytesDown)
         }
+    }
+
+    @Test("open buckets from the owners' memory: a watch equals the manifest within seconds, long before the store, across a rebalance and a kill")
+    func liveTierAcrossRebalanceAndKill() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "live-tier") { bed in
+            try await Self.liveTierAcrossRebalanceAndKill(bed)
+        }
+    }
+
+    static func liveTierAcrossRebalanceAndKill(_ bed: NodeTestBed) async throws {
+        // Flushes every 45 s: what the store holds lags far behind what the owners hold.
+        bed.views = """
+              - {name: app_1m, bucket: 1m, dimensions: [application, application_category, l4_protocol, probe], sketches: [subscribers, rtt], hll_precision: 14, flush_interval: 45s}
+              - {name: app_1h, bucket: 1h, dimensions: [application, application_category, l4_protocol, probe], sketches: [subscribers, rtt], hll_precision: 16, flush_interval: 45s}
+            """
+        // Every node listens on a port of its own, which it advertises to its peers, and asks
+        // for the cluster's token: node-to-node calls must present it too.
+        let tokenFile = bed.directory + "/token"
+        try "cluster-s3cret\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        var (victim, _) = try await startQueryNode(bed, query: ["token_file": tokenFile], name: "a")
+        let victimQuery = bed.query
+        let (_, address) = try await startQueryNode(bed, query: ["token_file": tokenFile], name: "b")
+        let (probe, manifestPath) = try bed.startProbe([
+            "--probes", "6", "--subscribers", "300", "--start", "now", "--rate", "1500", "--count", "36000", "--seed", "13",
+        ])
+        let client = try await SpateClient.connect(try ClientConfiguration(address: address, token: "cluster-s3cret"))
+        defer { Task { await client.close() } }
+        try await Self.peerCallRules(address: address)
+        let answers = Mutex<[(at: ContinuousClock.Instant, result: QueryResult)]>([])
+        let watcher = Task {
+            for try await r in client.watch(Query(range: .last(ms: 3_600_000), view: "app_1m", kind: .totals), refreshMs: 1000) {
+                answers.withLock { $0.append((.now, r)) }
+            }
+        }
+        defer { watcher.cancel() }
+        try await Task.sleep(for: .seconds(4))
+        _ = try await startQueryNode(bed, query: ["token_file": tokenFile], name: "c")  // a rebalance in the middle of the watch
+        try await Task.sleep(for: .seconds(5))
+        victim.signal(SIGKILL)  // and a node killed
+        #expect(victim.wait(timeout: .seconds(10)) == 128 + SIGKILL)
+        try await Task.sleep(for: .seconds(1))
+        bed.query = victimQuery
+        victim = try bed.startNode("a", workers: 1)
+        #expect(probe.wait(timeout: .seconds(120)) == 0)
+        let manifest = try Manifest.load(path: manifestPath)
+        let ended = ContinuousClock.now
+        // The kill leaves the dead node's membership entry for up to 20 s (its partitions are
+        // claimed twice meanwhile and come from the store); after that every partition is live.
+        var exact: (at: ContinuousClock.Instant, result: QueryResult)?
+        while ContinuousClock.now < ended + .seconds(90), exact == nil {
+            try await Task.sleep(for: .milliseconds(500))
+            exact = answers.withLock { $0 }.first { $0.at > ended && $0.result.totals?.records == manifest.totals.records && $0.result.storePartitions == 0 }
+        }
+        let first = try #require(exact, "no answer equal to the manifest from memory: last \(String(describing: answers.withLock { $0.last.map { ($0.result.totals?.records, $0.result.livePartitions, $0.result.storePartitions) } })) of \(manifest.totals.records)\n\(bed.nodeLogs())")
+        // Answered from memory: the store, flushed every 45 s, does not hold it all yet.
+        let stored = try await bed.differences(from: manifest, client: try bed.elastic())
+        #expect(!stored.isEmpty, "the store was already exact; the test did not show the live tier")
+        #expect(first.result.livePartitions == UInt32(bed.partitions))
+        // From then on every answer stays exact (no partition counted twice as owners change
+        // hands, slots close and checkpoints land).
+        try await Task.sleep(for: .seconds(8))
+        let later = answers.withLock { $0 }.filter { $0.at > first.at }
+        #expect(later.count >= 5)
+        for a in later {
+            #expect(a.result.totals?.records == manifest.totals.records, "\(String(describing: a.result.totals?.records)) of \(manifest.totals.records), live \(a.result.livePartitions), store \(a.result.storePartitions)")
+            #expect(a.result.totals?.bytesDown == manifest.totals.bytesDown)
+        }
+    }
+
+    /// OpenBuckets, the node-to-node call: refused without the token, a malformed request is
+    /// INVALID_ARGUMENT, a valid one answers the partitions the node owns.
+    static func peerCallRules(address: String) async throws {
+        let request = Array(#"{"view":"app_1m","start_ms":"0","end_ms":"3600000","step_ms":"60000","filters":[],"from":[]}"#.utf8)
+        let anonymous = try await SpateClient.connect(try ClientConfiguration(address: address))
+        let denied = await #expect(throws: RPCError.self) { _ = try await anonymous.unary(.openBuckets, request: request, timeout: .seconds(5)) }
+        #expect(denied?.code == .unauthenticated)
+        await anonymous.close()
+        let peer = try await SpateClient.connect(try ClientConfiguration(address: address, token: "cluster-s3cret"))
+        for bad in [#"{"view":"app_1m","start_ms":"5","end_ms":"1","step_ms":"0"}"#, "not json", #"{"view":"app_1m","start_ms":"0","end_ms":"99999999999999999999","step_ms":"1"}"#] {
+            let e = await #expect(throws: RPCError.self) { _ = try await peer.unary(.openBuckets, request: Array(bad.utf8), timeout: .seconds(5)) }
+            #expect(e?.code == .invalidArgument, "\(bad)")
+        }
+        let answer = try JSONParser.parse(try await peer.unary(.openBuckets, request: request, timeout: .seconds(5)))
+        #expect(answer["parts"]?.arrayValue != nil)
+        await peer.close()
     }
 }
