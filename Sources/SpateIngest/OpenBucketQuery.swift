@@ -50,7 +50,8 @@ public struct OpenBucketSlot: Sendable, Hashable {
 /// from the store, so each bucket of the partition is counted once.
 public struct OpenBucketPart: Sendable, Hashable {
     public var partition: Int32
-    /// The start of the oldest bucket of the view held in memory (`UInt64.max`: none).
+    /// Every bucket of the view starting at or after this is held in memory (or does not
+    /// exist yet): the oldest bucket held, or the bucket of the watermark if that is older.
     public var heldFromMs: UInt64
     /// Slot start → sums.
     public var slots: [UInt64: OpenBucketSlot]
@@ -97,7 +98,12 @@ extension PartitionRollup {
         // Replaying below the horizon, memory holds a prefix of what the store already has.
         guard nextOffset >= horizon.horizonOffset else { throw OpenBucketRefusal.replaying }
         let held = view.buckets + view.closing
-        let heldFrom = held.map(\.start).min() ?? UInt64.max
+        // Memory answers every bucket from the oldest closing one, or else from the bucket
+        // holding the watermark: a later record is either late (in no view) or lands in a
+        // bucket starting there or after, which is then held here. A partition that never
+        // saw an event (watermark 0) thus answers everything: nothing of it is in the store.
+        let w = watermark
+        let heldFrom = min(held.map(\.start).min() ?? UInt64.max, w / view.bucketMs * view.bucketMs)
         let from = max(request.fromMs[partition] ?? request.startMs, request.startMs)
         let chosen = held.filter { $0.start >= from && $0.start < request.endMs }
         let cells = chosen.reduce(0) { $0 + $1.count }

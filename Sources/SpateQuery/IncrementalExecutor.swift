@@ -36,6 +36,10 @@ public final class IncrementalExecutor: Sendable {
     public let openSearches = Atomic<UInt64>(0)
     public let plainAnswers = Atomic<UInt64>(0)
 
+    /// With the live tier, what the store answered for the ranges before each owner's memory
+    /// (`StorePartCache`).
+    private let storeParts = Mutex(StorePartCache())
+
     private struct State {
         var entries: [QueryShape: (slots: ClosedSlots, usedMs: UInt64)] = [:]
         var refused: [QueryShape: UInt64] = [:]
@@ -103,8 +107,14 @@ public final class IncrementalExecutor: Sendable {
             let allKnown = partitionCount > 0 && Set(ranges.known).isSuperset(of: (0..<Int32(partitionCount)))
             var open: [UInt64: PartialAnswer] = [:]
             if !(allKnown && ranges.open.isEmpty) {
-                open = try await read(plan, clause: openClause(plan, ranges, restNeeded: !allKnown), bySlot: Self.seriesKind(plan.kind))
-                openSearches.add(1, ordering: .relaxed)
+                let key = StorePartKey(shape: shape, startMs: plan.startMs, endMs: plan.endMs, ranges: ranges, restNeeded: !allKnown)
+                if live != nil, let kept = storeParts.withLock({ $0.value(key, nowMs: nowMs) }) {
+                    open = kept
+                } else {
+                    open = try await read(plan, clause: openClause(plan, ranges, restNeeded: !allKnown), bySlot: Self.seriesKind(plan.kind))
+                    openSearches.add(1, ordering: .relaxed)
+                    if live != nil { storeParts.withLock { $0.insert(key, open, nowMs: nowMs, keepMs: plan.view.flushIntervalMs) } }
+                }
             }
             for part in memory.values {
                 for (s, part) in try Self.partials(part, plan) {
@@ -413,6 +423,41 @@ public final class IncrementalExecutor: Sendable {
         do { return try await plain.client.search(index: index, body: body) } catch let e as ElasticError {
             throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
         }
+    }
+}
+
+/// Identifies a store search for the part of a plan that neither the cache nor memory holds.
+struct StorePartKey: Hashable, Sendable {
+    var shape: QueryShape
+    var startMs: UInt64
+    var endMs: UInt64
+    var ranges: StoreRanges
+    var restNeeded: Bool
+}
+
+/// With the live tier the store answers only, per partition, the closed buckets between the
+/// cached slots and the oldest bucket its owner holds (and partitions without an answering
+/// owner). Those change only when a final or periodic flush lands, so an answer is kept for the
+/// view's flush interval — except in the first 3 s after its ranges first appeared (a bucket
+/// just released by its owner may still be on its way to the store), when it is kept 1 s.
+/// Any change of ranges is a new key. Bounded to `maxEntries`, the oldest going first.
+struct StorePartCache: Sendable {
+    private var entries: [StorePartKey: (parts: [UInt64: PartialAnswer], firstSeenMs: UInt64, fetchedMs: UInt64, keepMs: UInt64)] = [:]
+    static let maxEntries = 1024
+    static let settleMs: UInt64 = 3000
+
+    func value(_ key: StorePartKey, nowMs: UInt64) -> [UInt64: PartialAnswer]? {
+        guard let e = entries[key] else { return nil }
+        let keep = nowMs < e.firstSeenMs + Self.settleMs ? 1000 : max(1000, e.keepMs)
+        return nowMs < e.fetchedMs + keep ? e.parts : nil
+    }
+
+    mutating func insert(_ key: StorePartKey, _ parts: [UInt64: PartialAnswer], nowMs: UInt64, keepMs: UInt64) {
+        let first = entries[key]?.firstSeenMs ?? nowMs
+        if entries.count >= Self.maxEntries, entries[key] == nil, let oldest = entries.min(by: { $0.value.fetchedMs < $1.value.fetchedMs }) {
+            entries[oldest.key] = nil
+        }
+        entries[key] = (parts, first, nowMs, keepMs)
     }
 }
 
