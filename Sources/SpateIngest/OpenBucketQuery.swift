@@ -115,27 +115,39 @@ extension PartitionRollup {
         let groupPosition = request.grouped.flatMap { dims.firstIndex(of: $0) }
         if request.grouped != nil && groupPosition == nil { throw OpenBucketRefusal.unknownView }
         let step = max(request.stepMs, 1)
+        // Cells are grouped and filtered by their raw key words; a word is rendered (and a
+        // filter decided) once per distinct value, not once per cell.
+        var rendered: [Int: [UInt64: String]] = [:]
+        func text(_ k: Int, _ v: UInt64) -> String {
+            if let t = rendered[k]?[v] { return t }
+            let t = ViewRollup.text(of: v, dims[k], interner)
+            rendered[k, default: [:]][v] = t
+            return t
+        }
+        var decided: [Int: [UInt64: Bool]] = [:]
         var slots: [UInt64: OpenBucketSlot] = [:]
-        var groups = Set<String>()
+        var groupWords = Set<UInt64>()
         for b in chosen {
             let slotStart = b.start / step * step
+            var sums: [UInt64: MetricTotals] = [:]
             var slot = slots[slotStart] ?? OpenBucketSlot()
             for i in 0..<b.count {
-                let values = view.values(b, i, interner)
-                guard filterPositions.allSatisfy({ f, k in Self.matches(f, values[k!]) }) else { continue }
-                let group = groupPosition.map { values[$0] } ?? ""
-                let c = b.cells[i]
-                var t = slot.groups[group] ?? MetricTotals()
-                t.records = t.records.saturatingAdd(c.records)
-                t.flows = t.flows.saturatingAdd(c.flows)
-                t.bytesUp = t.bytesUp.saturatingAdd(c.bytesUp)
-                t.bytesDown = t.bytesDown.saturatingAdd(c.bytesDown)
-                t.packetsUp = t.packetsUp.saturatingAdd(c.packetsUp)
-                t.packetsDown = t.packetsDown.saturatingAdd(c.packetsDown)
-                t.rttCount = t.rttCount.saturatingAdd(c.rttCount)
-                t.rttSumMicros = t.rttSumMicros.saturatingAdd(c.rttSum)
-                slot.groups[group] = t
-                if groups.insert(group).inserted, groups.count > limits.maxGroups { throw OpenBucketRefusal.tooLarge }
+                let key = b.key(i)
+                var keep = true
+                for (n, (f, k)) in filterPositions.enumerated() {
+                    let v = key[key.startIndex + k!]
+                    if let d = decided[n]?[v] {
+                        keep = d
+                    } else {
+                        keep = Self.matches(f, text(k!, v))
+                        decided[n, default: [:]][v] = keep
+                    }
+                    if !keep { break }
+                }
+                guard keep else { continue }
+                let word = groupPosition.map { key[key.startIndex + $0] } ?? 0
+                sums[word, default: MetricTotals()].addSaturating(MetricTotals(cell: b.cells[i]))
+                if groupWords.insert(word).inserted, groupWords.count > limits.maxGroups { throw OpenBucketRefusal.tooLarge }
                 switch request.sketch {
                 case .subscribers? where b.trackSubscribers:
                     if slot.subscribers == nil { slot.subscribers = HyperLogLog(precision: b.hllPrecision) }
@@ -145,6 +157,10 @@ extension PartitionRollup {
                     slot.rtt?.merge(b.rttSketches[i])
                 default: break
                 }
+            }
+            for (word, t) in sums {
+                let group = groupPosition.map { text($0, word) } ?? ""
+                slot.groups[group, default: MetricTotals()].addSaturating(t)
             }
             slots[slotStart] = slot
         }
@@ -158,5 +174,44 @@ extension PartitionRollup {
         case .in: return f.values.contains(value)
         case .prefix: return f.values.first.map { value.hasPrefix($0) } ?? false
         }
+    }
+}
+
+extension ViewRollup {
+    /// The text of one key word of dimension `d`: a prefix ("203.0.113.0/24"), a number, or an
+    /// interned string.
+    static func text(of v: UInt64, _ d: Dimension, _ interner: StringInterner) -> String {
+        switch d {
+        case .serverPrefix, .clientPrefix: return prefixText(v)
+        case .probe, .interface, .l4Protocol, .serverPort: return String(v)
+        default: return interner.string(UInt32(truncatingIfNeeded: v))
+        }
+    }
+}
+
+extension MetricTotals {
+    /// A cell's sums.
+    init(cell c: RollupCell) {
+        self.init()
+        records = c.records
+        flows = c.flows
+        bytesUp = c.bytesUp
+        bytesDown = c.bytesDown
+        packetsUp = c.packetsUp
+        packetsDown = c.packetsDown
+        rttCount = c.rttCount
+        rttSumMicros = c.rttSum
+    }
+
+    /// Adds `o` field by field, stopping at UInt64.max (cells already stop at Int64.max).
+    mutating func addSaturating(_ o: MetricTotals) {
+        records = records.saturatingAdd(o.records)
+        flows = flows.saturatingAdd(o.flows)
+        bytesUp = bytesUp.saturatingAdd(o.bytesUp)
+        bytesDown = bytesDown.saturatingAdd(o.bytesDown)
+        packetsUp = packetsUp.saturatingAdd(o.packetsUp)
+        packetsDown = packetsDown.saturatingAdd(o.packetsDown)
+        rttCount = rttCount.saturatingAdd(o.rttCount)
+        rttSumMicros = rttSumMicros.saturatingAdd(o.rttSumMicros)
     }
 }

@@ -32,7 +32,7 @@ final class OpenBucketMailbox: Sendable {
     let hasQuestions = Atomic<Bool>(false)
     let capacity: Int
 
-    init(capacity: Int = 16) { self.capacity = capacity }
+    init(capacity: Int = 64) { self.capacity = capacity }
 
     /// Asks the worker; nothing when the mailbox is full or the worker does not answer within
     /// `timeout` (busy with a long batch, stopping).

@@ -332,7 +332,7 @@ public final class IncrementalExecutor: Sendable {
         } else {
             body["aggs"] = .object(aggs)
         }
-        let r = try await search(plain.indices(plan), .object(body))
+        let r = try await plain.search(plain.indices(plan), .object(body))
         func part(_ a: [String: Aggregation]) throws -> PartialAnswer {
             switch plan.kind {
             case .totals: return .totals(try ExactSums.totals(from: a))
@@ -369,61 +369,33 @@ public final class IncrementalExecutor: Sendable {
     /// at most one page (10,000 hits) each, like `QueryExecutor`'s scan.
     private func scan(_ plan: QueryPlan, query: JSONValue, bySlot: Bool) async throws -> [UInt64: PartialAnswer] {
         let field = plan.kind == .distinctSubscribers ? "subscribers_hll" : "rtt_sketch"
-        let page = 10_000
-        var pending: [(UInt64, UInt64)] = [(plan.startMs, plan.endMs)]
         var out: [UInt64: PartialAnswer] = [:]
-        let index = plain.indices(plan)
-        while let (s, e) = pending.popLast() {
-            let body: JSONValue = [
-                "size": .number(page), "track_total_hits": true, "_source": [.string(field), "ts"],
-                "query": ["bool": ["filter": [query, ["range": ["ts": ["gte": .number(s), "lt": .number(e), "format": "epoch_millis"]]]]]],
-            ]
-            let r: JSONValue
-            do { r = try await plain.client.searchRaw(index: index, body: body) } catch let e as ElasticError {
-                throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
+        let sliced: (UInt64, UInt64) -> JSONValue = { s, e in
+            ["bool": ["filter": [query, ["range": ["ts": ["gte": .number(s), "lt": .number(e), "format": "epoch_millis"]]]]]]
+        }
+        try await plain.scanSources(plan, fields: [field, "ts"], query: sliced) { source in
+            guard let text = source[field]?.stringValue, let bytes = Base64.decode(text),
+                let ts = source["ts"]?.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs
+            else { return }
+            let slot = bySlot ? UInt64(ts) / plan.stepMs * plan.stepMs : plan.startMs
+            let part: PartialAnswer
+            if field == "subscribers_hll" {
+                guard let h = HyperLogLog(serialized: bytes) else { return }
+                part = .subscribers(h, documents: 1)
+            } else {
+                guard let q = QuantileSketch(serialized: bytes) else { return }
+                part = .rtt(q, documents: 1)
             }
-            let total = r["hits"]?["total"]?["value"]?.int64Value ?? 0
-            let hits = r["hits"]?["hits"]?.arrayValue ?? []
-            if total > Int64(hits.count) {
-                let bucket = plan.view.bucketMs
-                guard e - s > bucket else {
-                    throw RPCError(.resourceExhausted, "more than \(page) documents in one \(bucket / 1000) s bucket; narrow the filters")
-                }
-                let mid = (s + (e - s) / 2) / bucket * bucket
-                let cut = mid > s ? mid : s + bucket
-                pending.append((s, cut))
-                pending.append((cut, e))
-                continue
-            }
-            for h in hits {
-                guard let text = h["_source"]?[field]?.stringValue, let bytes = Base64.decode(text),
-                    let ts = h["_source"]?["ts"]?.int64Value, ts >= 0, UInt64(ts) >= plan.startMs, UInt64(ts) < plan.endMs
-                else { continue }
-                let slot = bySlot ? UInt64(ts) / plan.stepMs * plan.stepMs : plan.startMs
-                let part: PartialAnswer
-                if field == "subscribers_hll" {
-                    guard let h = HyperLogLog(serialized: bytes) else { continue }
-                    part = .subscribers(h, documents: 1)
-                } else {
-                    guard let q = QuantileSketch(serialized: bytes) else { continue }
-                    part = .rtt(q, documents: 1)
-                }
-                if var have = out[slot] {
-                    try have.add(part)
-                    out[slot] = have
-                } else {
-                    out[slot] = part
-                }
+            if var have = out[slot] {
+                try have.add(part)
+                out[slot] = have
+            } else {
+                out[slot] = part
             }
         }
         return out
     }
 
-    private func search(_ index: String, _ body: JSONValue) async throws -> SearchResponse {
-        do { return try await plain.client.search(index: index, body: body) } catch let e as ElasticError {
-            throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
-        }
-    }
 }
 
 /// Identifies a store search for the part of a plan that neither the cache nor memory holds.
