@@ -47,10 +47,13 @@ final class LiveTier: Sendable {
 
     private var nowMs: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
 
-    /// The owner map, read from membership when older than a heartbeat (one listing at a time).
+    /// The owner map. When older than `ownersRefreshMs` it is listed again from membership
+    /// in the background (one listing at a time); only the first call waits for a listing, so
+    /// a slow store never holds up a refresh.
     private func ownerMap() async -> (map: [Int32: (node: String, address: String)], known: Set<Int32>) {
-        let heartbeatMs = UInt64(configuration.node.heartbeat.wholeMilliseconds)
-        if let o = owners.withLock({ $0 }), o.atMs + heartbeatMs > nowMs { return (o.map, o.known) }
+        let refreshMs = max(UInt64(configuration.node.heartbeat.wholeMilliseconds), 5000)
+        let current = owners.withLock { $0 }
+        if let o = current, o.atMs + refreshMs > nowMs { return (o.map, o.known) }
         let task = refreshing.withLock { t -> Task<Void, Never> in
             if let t { return t }
             let n = Task {
@@ -66,6 +69,7 @@ final class LiveTier: Sendable {
             t = n
             return n
         }
+        if let o = current { return (o.map, o.known) }
         await task.value
         let o = owners.withLock { $0 }
         return (o?.map ?? [:], o?.known ?? [])

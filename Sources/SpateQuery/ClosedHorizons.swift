@@ -8,8 +8,8 @@ public import Synchronization
 /// the horizon of the partition's checkpoint (docs/DESIGN.md, "Exactly-once rollups": the
 /// checkpoint is written only after the final documents of every bucket ending at or before
 /// that watermark were acknowledged, and a later record for such a bucket is late and goes to
-/// no view). Read from `<prefix>-checkpoints`, at most once per `readIntervalMs`, shared by
-/// every query.
+/// no view). Read from `<prefix>-checkpoints` in the background, at most once per
+/// `readIntervalMs` (5 s), shared by every query.
 ///
 /// A checkpoint is put into force only `settleMs` after this node first saw it: an
 /// acknowledged document becomes visible to searches at the store's next refresh (the view
@@ -39,6 +39,7 @@ public final class ClosedHorizons: Sendable {
         var tracker = HorizonTracker()
         var lastReadMs: UInt64 = 0
         var reading: Task<Void, Never>?
+        var hasRead = false
     }
 
     /// Most checkpoints read at once: partitions of one topic (Kafka allows far fewer in practice).
@@ -49,7 +50,7 @@ public final class ClosedHorizons: Sendable {
     /// require).
     public init(
         client: ElasticClient, naming: IndexNaming, group: String, topic: String, latenessMs: UInt64, settleMs: UInt64 = 2000,
-        readIntervalMs: UInt64 = 2000, clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
+        readIntervalMs: UInt64 = 5000, clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         self.client = client
         self.naming = naming
@@ -61,26 +62,31 @@ public final class ClosedHorizons: Sendable {
         self.clock = clock
     }
 
-    /// The boundaries in force now, reading the checkpoints first when the last read is older
-    /// than `readIntervalMs` (concurrent callers share one read). Never throws: a failed read
-    /// keeps the boundaries in force, which only makes queries ask the store for more.
+    /// The boundaries in force now. When the last read is older than `readIntervalMs` a new
+    /// one starts in the background (one at a time); only the very first call waits for it, so
+    /// a slow store never holds up a refresh. Never throws: a failed read keeps the boundaries
+    /// in force, which only makes queries ask the store for more.
     public func current() async -> Boundaries {
         let now = clock()
-        let task: Task<Void, Never>? = state.withLock { s in
-            if let running = s.reading { return running }
-            guard now >= s.lastReadMs + readIntervalMs || s.lastReadMs == 0 else { return nil }
-            s.lastReadMs = now
-            let t = Task { await self.read() }
-            s.reading = t
-            return t
+        let first: Task<Void, Never>? = state.withLock { s in
+            if s.reading == nil, now >= s.lastReadMs + readIntervalMs || s.lastReadMs == 0 {
+                s.lastReadMs = now
+                s.reading = Task { await self.read() }
+            }
+            return s.hasRead ? nil : s.reading
         }
-        if let task { await task.value }
+        if let first { await first.value }
         let at = clock()
         return state.withLock { $0.tracker.inForce(nowMs: at, settleMs: settleMs) }
     }
 
     private func read() async {
-        defer { state.withLock { $0.reading = nil } }
+        defer {
+            state.withLock {
+                $0.reading = nil
+                $0.hasRead = true
+            }
+        }
         reads.add(1, ordering: .relaxed)
         let body: JSONValue = [
             "size": .number(Self.maxPartitions),
