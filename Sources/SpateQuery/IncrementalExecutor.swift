@@ -29,6 +29,8 @@ public final class IncrementalExecutor: Sendable {
     public let maxKeysPerSlot: Int
     /// How long a shape that could not be cached is answered by the plain executor.
     public let refusalMs: UInt64
+    /// Shortest time between two fills of one shape once it has slots cached.
+    public let fillIntervalMs: UInt64 = 20_000
     private let clock: @Sendable () -> UInt64
     private let state = Mutex(State())
     /// Store searches for slots that closed (fills) and for the open part; plans answered plainly.
@@ -43,6 +45,7 @@ public final class IncrementalExecutor: Sendable {
     private struct State {
         var entries: [QueryShape: (slots: ClosedSlots, usedMs: UInt64)] = [:]
         var refused: [QueryShape: UInt64] = [:]
+        var lastFill: [QueryShape: UInt64] = [:]
         var bytes = 0
     }
 
@@ -83,7 +86,18 @@ public final class IncrementalExecutor: Sendable {
         let (snapshot, fills) = state.withLock { s -> (ClosedSlots, [ClosedSlots.Fill]) in
             var entry = s.entries[shape]?.slots ?? ClosedSlots(base: plan.startMs, stepMs: plan.stepMs)
             let before = entry.bytes
-            let fills = entry.prepare(plan, boundaries: boundaries)
+            var fills = entry.prepare(plan, boundaries: boundaries)
+            // Fills are batched: at most one per shape per `fillIntervalMs` once something is
+            // cached (partitions close their buckets within seconds of each other; meanwhile
+            // the store part covers what was not filled yet).
+            if !fills.isEmpty {
+                let last = s.lastFill[shape] ?? 0
+                if entry.covered(after: []).isEmpty || nowMs >= last + fillIntervalMs {
+                    s.lastFill[shape] = nowMs
+                } else {
+                    fills = []
+                }
+            }
             s.bytes += entry.bytes - before
             s.entries[shape] = (entry, clock())
             return (entry, fills)
@@ -152,6 +166,7 @@ public final class IncrementalExecutor: Sendable {
         } catch is Incomplete {
             state.withLock { s in
                 if let e = s.entries.removeValue(forKey: shape) { s.bytes -= e.slots.bytes }
+                s.lastFill[shape] = nil
                 s.refused[shape] = nowMs + refusalMs
             }
             plainAnswers.add(1, ordering: .relaxed)
@@ -169,6 +184,7 @@ public final class IncrementalExecutor: Sendable {
             if entry.bytes > maxBytes / 8 {
                 // Too large to be worth keeping: answered plainly for a while.
                 s.entries[shape] = nil
+                s.lastFill[shape] = nil
                 s.bytes -= entry.bytes
                 s.refused[shape] = clock() + refusalMs
                 return
@@ -177,6 +193,7 @@ public final class IncrementalExecutor: Sendable {
             // Over budget: the least recently used shapes go.
             while s.bytes > maxBytes, let victim = s.entries.min(by: { $0.value.usedMs < $1.value.usedMs }) {
                 s.entries[victim.key] = nil
+                s.lastFill[victim.key] = nil
                 s.bytes -= victim.value.slots.bytes
             }
         }
@@ -410,8 +427,8 @@ struct StorePartKey: Hashable, Sendable {
 /// With the live tier the store answers only, per partition, the closed buckets between the
 /// cached slots and the oldest bucket its owner holds (and partitions without an answering
 /// owner). Those change only when a final or periodic flush lands, so an answer is kept for the
-/// view's flush interval — except in the first 3 s after its ranges first appeared (a bucket
-/// just released by its owner may still be on its way to the store), when it is kept 1 s.
+/// view's flush interval — except that the first answer for new ranges is read again after 3 s
+/// (a bucket just released by its owner may have been on its way to the store).
 /// Any change of ranges is a new key. Bounded to `maxEntries`, the oldest going first.
 struct StorePartCache: Sendable {
     private var entries: [StorePartKey: (parts: [UInt64: PartialAnswer], firstSeenMs: UInt64, fetchedMs: UInt64, keepMs: UInt64)] = [:]
@@ -420,7 +437,9 @@ struct StorePartCache: Sendable {
 
     func value(_ key: StorePartKey, nowMs: UInt64) -> [UInt64: PartialAnswer]? {
         guard let e = entries[key] else { return nil }
-        let keep = nowMs < e.firstSeenMs + Self.settleMs ? 1000 : max(1000, e.keepMs)
+        // Read once more after the first 3 s (a bucket just released may have been on its
+        // way to the store), then kept for the flush interval.
+        let keep = e.fetchedMs < e.firstSeenMs + Self.settleMs ? Self.settleMs : max(Self.settleMs, e.keepMs)
         return nowMs < e.fetchedMs + keep ? e.parts : nil
     }
 

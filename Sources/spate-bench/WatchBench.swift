@@ -50,6 +50,7 @@ struct WatchBench: AsyncParsableCommand {
     @Option(help: "Freshness: records per second a live spate-probe produces (paced) during the run; with --freshness-start-ms and --freshness-base.") var freshnessRate: Double?
     @Option(help: "Freshness: Unix ms at which the live probe started producing (its record k is produced no earlier than start + k / rate).") var freshnessStartMs: Double?
     @Option(help: "Freshness: records the node holds from before the live probe (a watch of totals over the last hour counts them).") var freshnessBase: UInt64 = 0
+    @Option(help: "Freshness: records per message of the live probe (its --batch): a message is sent when its first record is due.") var freshnessBatch: UInt64 = 200
 
     func validate() throws {
         guard clients >= 1, dashboards >= 1 else { throw ValidationError("--clients and --dashboards must be at least 1") }
@@ -129,7 +130,7 @@ struct WatchBench: AsyncParsableCommand {
             boards: boards, storeBefore: storeBefore, storeAfter: storeAfter, storeLog: storeLog
         ).report(warmedUp: warmedUp)
         if let rate = freshnessRate, let start = freshnessStartMs {
-            let (text, json) = freshness.report(window: window, rate: rate, startMs: start, base: freshnessBase)
+            let (text, json) = freshness.report(window: window, rate: rate, startMs: start, base: freshnessBase, batch: max(1, freshnessBatch))
             report.text += "\n" + text
             report.json["freshness"] = json
         }
@@ -447,8 +448,9 @@ struct Analysis {
 }
 
 /// What a watch of totals over the last hour saw while a paced live probe ran: per answer, its
-/// receipt time and record count. Freshness is per record: record k of the live probe (k ≥ 1)
-/// is produced no earlier than start + (k − 1) / rate (the probe paces its sends; it starts
+/// receipt time and record count. Freshness is per record: the probe sends its records in
+/// messages of `batch`, each when its first record is due, so record k of the live probe
+/// (k ≥ 1) is produced no earlier than start + ⌊(k − 1) / batch⌋ · batch / rate (it starts
 /// after `start`), and is visible from the receipt of the first answer counting at least
 /// base + k records. So "produced → visible" as computed here is an upper bound for each
 /// record (a late-starting probe only makes it larger).
@@ -460,7 +462,7 @@ final class FreshnessRecorder: Sendable {
     }
 
     /// Latency of every live record that became visible within the window.
-    func report(window: (startMs: Double, endMs: Double), rate: Double, startMs: Double, base: UInt64) -> (text: String, json: [String: Any]) {
+    func report(window: (startMs: Double, endMs: Double), rate: Double, startMs: Double, base: UInt64, batch: UInt64) -> (text: String, json: [String: Any]) {
         let all = answers.withLock { $0 }
         var latencies: [Double] = []
         var seen = all.last(where: { $0.receivedMs < window.startMs })?.records ?? base
@@ -472,7 +474,7 @@ final class FreshnessRecorder: Sendable {
                 let first = max(seen, base) + 1
                 if a.records >= first {
                     for n in first...a.records {
-                        let produced = startMs + Double(n - base - 1) / rate * 1000
+                        let produced = startMs + Double((n - base - 1) / batch * batch) / rate * 1000
                         latencies.append(a.receivedMs - produced)
                     }
                 }

@@ -1,6 +1,7 @@
 import SpateModel
 import SpateWire
 import SpateQuery
+import SpateTestSupport
 import Testing
 
 /// The closed-slot cache against a model store: random partitions whose boundaries advance
@@ -46,7 +47,7 @@ struct ClosedSlotsTests {
 
     @Test("a moving window over partitions whose boundaries advance unevenly", arguments: 1...12)
     func model(seed: UInt64) throws {
-        var rng = SplitMix(seed)
+        var rng = SplitMix64(seed: seed)
         let step: UInt64 = 60_000
         let partitions = Int32(1 + rng.next() % 6)
         let length = step * (1 + rng.next() % 30)
@@ -161,18 +162,5 @@ struct ClosedSlotsTests {
         #expect(series.series.map(\.label) == ["a", "b"])
         #expect(series.series[0].points.map(\.value) == [1, 0, 9])
         #expect(series.series[1].points.map(\.tsMs) == [0, 60_000, 120_000])
-    }
-}
-
-/// A small deterministic generator (the model check must replay a seed exactly).
-struct SplitMix {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE5_E4B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
