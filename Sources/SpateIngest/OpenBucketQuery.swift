@@ -74,6 +74,8 @@ public enum OpenBucketRefusal: Error, Sendable, Hashable {
     case replaying
     /// More cells or groups than `OpenBucketLimits` allow: the store answers instead.
     case tooLarge
+    /// A saturated cell or a sum past 2^64: the store answers (and refuses the sum).
+    case notExact
 }
 
 /// Bounds of one answer from memory, so that a question costs the ingest thread little.
@@ -146,7 +148,10 @@ extension PartitionRollup {
                 }
                 guard keep else { continue }
                 let word = groupPosition.map { key[key.startIndex + $0] } ?? 0
-                sums[word, default: MetricTotals()].addSaturating(MetricTotals(cell: b.cells[i]))
+                // A saturated cell, or sums past 2^64, are the store's to refuse (it says
+                // which field and why); memory never answers a number that is not exact.
+                let cell = MetricTotals(cell: b.cells[i])
+                guard !cell.isSaturatedCell, !sums[word, default: MetricTotals()].addReportingOverflow(cell) else { throw OpenBucketRefusal.notExact }
                 if groupWords.insert(word).inserted, groupWords.count > limits.maxGroups { throw OpenBucketRefusal.tooLarge }
                 switch request.sketch {
                 case .subscribers? where b.trackSubscribers:
@@ -160,7 +165,7 @@ extension PartitionRollup {
             }
             for (word, t) in sums {
                 let group = groupPosition.map { text($0, word) } ?? ""
-                slot.groups[group, default: MetricTotals()].addSaturating(t)
+                guard !slot.groups[group, default: MetricTotals()].addReportingOverflow(t) else { throw OpenBucketRefusal.notExact }
             }
             slots[slotStart] = slot
         }
@@ -203,15 +208,29 @@ extension MetricTotals {
         rttSumMicros = c.rttSum
     }
 
-    /// Adds `o` field by field, stopping at UInt64.max (cells already stop at Int64.max).
-    mutating func addSaturating(_ o: MetricTotals) {
-        records = records.saturatingAdd(o.records)
-        flows = flows.saturatingAdd(o.flows)
-        bytesUp = bytesUp.saturatingAdd(o.bytesUp)
-        bytesDown = bytesDown.saturatingAdd(o.bytesDown)
-        packetsUp = packetsUp.saturatingAdd(o.packetsUp)
-        packetsDown = packetsDown.saturatingAdd(o.packetsDown)
-        rttCount = rttCount.saturatingAdd(o.rttCount)
-        rttSumMicros = rttSumMicros.saturatingAdd(o.rttSumMicros)
+    /// Whether a cell's sum stopped at Int64.max (saturated: no longer exact).
+    var isSaturatedCell: Bool {
+        let m = CellSum.max
+        return records == m || flows == m || bytesUp == m || bytesDown == m || packetsUp == m || packetsDown == m || rttCount == m
+            || rttSumMicros == m
+    }
+
+    /// Adds `o` field by field; true when a sum passed UInt64.max (the fields are then not exact).
+    mutating func addReportingOverflow(_ o: MetricTotals) -> Bool {
+        var overflow = false
+        func add(_ a: inout UInt64, _ b: UInt64) {
+            let (s, o) = a.addingReportingOverflow(b)
+            a = s
+            overflow = overflow || o
+        }
+        add(&records, o.records)
+        add(&flows, o.flows)
+        add(&bytesUp, o.bytesUp)
+        add(&bytesDown, o.bytesDown)
+        add(&packetsUp, o.packetsUp)
+        add(&packetsDown, o.packetsDown)
+        add(&rttCount, o.rttCount)
+        add(&rttSumMicros, o.rttSumMicros)
+        return overflow
     }
 }

@@ -156,7 +156,7 @@ public final class IncrementalExecutor: Sendable {
                 }
             }
             var whole = PartialAnswer.empty(plan.kind)
-            for part in perSlot.values { try whole.add(part) }
+            if !Self.seriesKind(plan.kind) { for part in perSlot.values { try whole.add(part) } }
             var result = QueryResult(view: plan.view.name, startMs: plan.startMs, endMs: plan.endMs, stepMs: plan.stepMs, computedAtMs: nowMs)
             let ordered = perSlot.filter { $0.key >= plan.startMs && $0.key < plan.endMs }.sorted { $0.key < $1.key }.map { (start: $0.key, part: $0.value) }
             try PartialAnswer.answer(plan, whole: whole, slots: ordered, into: &result)

@@ -72,8 +72,9 @@ public enum PartialAnswer: Sendable, Hashable {
         }
     }
 
-    /// Fills `result` (range, view and stamp already set) with the answer `self` holds for
-    /// `plan`; `slots` gives an unsplit or split series its points, in slot order.
+    /// Fills `result` (range, view and stamp already set) with the answer for `plan`: from
+    /// `whole` (the sum of every part) for top, totals and sketches; from `slots`, in slot
+    /// order, for series, whose points must each be exact but whose total need not fit.
     public static func answer(
         _ plan: QueryPlan, whole: PartialAnswer, slots: [(start: UInt64, part: PartialAnswer)], into result: inout QueryResult
     ) throws {
@@ -96,7 +97,13 @@ public enum PartialAnswer: Sendable, Hashable {
                 at += plan.stepMs
             }
             result.series = [TimeSeries(label: "", points: points)]
-        case (.series(_, _, _?, let splitLimit), .split(let labels)):
+        case (.series(_, _, _?, let splitLimit), _):
+            // Labels are ranked by their sum over the range; only each point must be exact (a
+            // label's total may pass 2^64 while every point fits), so the ranking saturates.
+            var labels: [String: UInt64] = [:]
+            for (_, part) in slots {
+                if case .split(let m) = part { for (k, v) in m { labels[k] = (labels[k] ?? 0).saturatingAdd(v) } }
+            }
             let chosen = labels.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
                 .prefix(max(0, splitLimit)).map(\.key)
             var bySlot: [UInt64: [String: UInt64]] = [:]
