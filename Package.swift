@@ -78,7 +78,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SpateQuery",
-            dependencies: ["SpateModel", "SpateElastic", "SpateSchema", "SpateJSON", "SpateWire"],
+            dependencies: ["SpateModel", "SpateElastic", "SpateSchema", "SpateJSON", "SpateWire", "SpateIngest"],
             swiftSettings: strict),
         .target(
             name: "SpateClient",
@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "SpateNode",
             dependencies: [
-                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer",
+                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer", "SpateClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),

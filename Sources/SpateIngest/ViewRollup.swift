@@ -325,14 +325,7 @@ final class ViewRollup {
         let key = b.key(i)
         var values: [String] = []
         values.reserveCapacity(width)
-        for (k, d) in definition.dimensions.enumerated() {
-            let v = key[key.startIndex + k]
-            switch d {
-            case .serverPrefix, .clientPrefix: values.append(Self.prefixText(v))
-            case .probe, .interface, .l4Protocol, .serverPort: values.append(String(v))
-            default: values.append(interner.string(UInt32(v)))
-            }
-        }
+        for (k, d) in definition.dimensions.enumerated() { values.append(Self.text(of: key[key.startIndex + k], d, interner)) }
         return values
     }
 

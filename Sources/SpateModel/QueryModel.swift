@@ -164,6 +164,11 @@ public struct QueryResult: Sendable, Hashable {
     public var quantiles: [(Double, Double)]
     /// Documents merged for a sketch answer.
     public var documents: UInt64
+    /// Partitions whose open buckets were answered from their owner's memory (the live tier).
+    public var livePartitions: UInt32 = 0
+    /// Partitions whose open buckets came from the store because no live owner answered: their
+    /// part is as old as the store's copy (docs/DESIGN.md, "Live dashboards").
+    public var storePartitions: UInt32 = 0
 
     public init(
         view: String, startMs: UInt64, endMs: UInt64, stepMs: UInt64 = 0, computedAtMs: UInt64, cached: Bool = false,
@@ -188,6 +193,7 @@ public struct QueryResult: Sendable, Hashable {
         a.view == b.view && a.startMs == b.startMs && a.endMs == b.endMs && a.stepMs == b.stepMs && a.computedAtMs == b.computedAtMs
             && a.cached == b.cached && a.top == b.top && a.series == b.series && a.totals == b.totals && a.distinct == b.distinct
             && a.quantiles.map(\.0) == b.quantiles.map(\.0) && a.quantiles.map(\.1) == b.quantiles.map(\.1) && a.documents == b.documents
+            && a.livePartitions == b.livePartitions && a.storePartitions == b.storePartitions
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -35,6 +35,21 @@ public final class IngestService: Service, Sendable {
         elastic = try ElasticClient(configuration: configuration.elasticsearch.client, logger: logger)
     }
 
+    /// The workers' mailboxes for questions about open buckets (empty while not running).
+    private let mailboxes = Mutex<[OpenBucketMailbox]>([])
+
+    /// Answers `request` from the open buckets of every partition this node owns, asking each
+    /// worker on its thread; a worker that does not answer within `timeout` contributes nothing.
+    func askOpenBuckets(_ request: OpenBucketRequest, limits: OpenBucketLimits, timeout: Duration) async -> OpenBucketMailbox.Answers {
+        let boxes = mailboxes.withLock { $0 }
+        return await withTaskGroup(of: OpenBucketMailbox.Answers.self) { group in
+            for box in boxes { group.addTask { await box.ask(request, limits: limits, timeout: timeout) } }
+            var out: OpenBucketMailbox.Answers = [:]
+            for await answers in group { out.merge(answers) { first, _ in first } }
+            return out
+        }
+    }
+
     public func run() async throws {
         try await installTemplates()
         let deadLetters = try DeadLetterQueue(configuration: configuration, counters: counters, logger: logger)
@@ -47,6 +62,8 @@ public final class IngestService: Service, Sendable {
                 index: $0, configuration: configuration, writer: writer, deadLetters: deadLetters, checkpoints: store,
                 counters: counters, logger: logger)
         }
+        mailboxes.withLock { $0 = workers.map(\.openBuckets) }
+        defer { mailboxes.withLock { $0 = [] } }
         workers.forEach { $0.start() }
         logger.info("ingesting \(configuration.kafka.topic) as group \(configuration.kafka.group) with \(workers.count) workers")
 

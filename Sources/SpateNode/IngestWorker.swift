@@ -48,6 +48,9 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     /// Set when the worker could not start (bad properties, …): the node exits.
     let failure = Mutex<(any Error)?>(nil)
+    /// Questions about the open buckets of this worker's partitions (the live tier), answered
+    /// on this thread between messages.
+    let openBuckets = OpenBucketMailbox()
 
     // Owned by the worker thread.
     private var consumer: KafkaConsumer!
@@ -148,16 +151,29 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
         while !stopFlag.load(ordering: .acquiring) {
             do {
-                try consumer.poll(timeoutMs: 100) { message in handle(message) }
+                try consumer.poll(timeoutMs: 100) { message in
+                    handle(message)
+                    if openBuckets.hasQuestions.load(ordering: .relaxed) { answerOpenBuckets() }
+                }
             } catch {
                 logger.error("poll failed: \(error)")
                 Thread.sleep(forTimeInterval: 0.1)
             }
+            if openBuckets.hasQuestions.load(ordering: .relaxed) { answerOpenBuckets() }
             maintain(now: .now)
         }
         do { try consumer.close() } catch { logger.warning("leaving the group: \(error)") }
         publishStats(force: true)
         consumer = nil
+    }
+
+    /// Answers the waiting questions about open buckets from the partitions this worker owns.
+    private func answerOpenBuckets() {
+        openBuckets.drain { request, limits in
+            var out: OpenBucketMailbox.Answers = [:]
+            for (p, slot) in slots { out[p] = Result { try slot.rollup.answerOpen(request, limits: limits) }.mapError { $0 as? OpenBucketRefusal ?? .tooLarge } }
+            return out
+        }
     }
 
     // MARK: hot path

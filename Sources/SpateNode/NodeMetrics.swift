@@ -39,6 +39,10 @@ public final class NodeMetrics: Sendable {
     private let query = Mutex<(engine: QueryEngine, connections: @Sendable () -> Int)?>(nil)
     private let cacheHits: Counter
     private let storeQueries: Counter
+    private let closedFills: Counter
+    private let openSearches: Counter
+    private let plainAnswers: Counter
+    private let closedBytes: Gauge
     private let coalesced: Counter
     private let connections: Gauge
     /// Filled when retention is enabled.
@@ -91,6 +95,10 @@ public final class NodeMetrics: Sendable {
                       .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30)])
         cacheHits = registry.makeCounter(descriptor: d("query", "cache_hits", "total", "Queries answered from the result cache"))
         storeQueries = registry.makeCounter(descriptor: d("query", "store_requests", "total", "Searches sent to the store"))
+        closedFills = registry.makeCounter(descriptor: d("query", "closed_fill_searches", "total", "Store searches reading slots that closed, into the closed-slot cache"))
+        openSearches = registry.makeCounter(descriptor: d("query", "open_searches", "total", "Store searches for what can still change (after each partition's cached slots)"))
+        plainAnswers = registry.makeCounter(descriptor: d("query", "whole_range_answers", "total", "Answers read from the store over their whole range (a shape the closed-slot cache cannot hold)"))
+        closedBytes = registry.makeGauge(descriptor: d("query", "closed_cache", "bytes", "Estimated bytes of the closed-slot cache"))
         coalesced = registry.makeCounter(descriptor: d("query", "coalesced", "total", "Queries that joined an identical one in flight"))
         connections = registry.makeGauge(descriptor: d("query", "connections", "count", "Open query connections"))
         retentionGauges = (
@@ -150,6 +158,12 @@ public final class NodeMetrics: Sendable {
                 advance("cache_hits", cacheHits, to: q.engine.cacheHits.load(ordering: .relaxed))
                 advance("store_requests", storeQueries, to: q.engine.storeQueries.load(ordering: .relaxed))
                 advance("coalesced", coalesced, to: q.engine.coalesced.load(ordering: .relaxed))
+                if let i = q.engine.incremental {
+                    advance("closed_fills", closedFills, to: i.fillSearches.load(ordering: .relaxed))
+                    advance("open_searches", openSearches, to: i.openSearches.load(ordering: .relaxed))
+                    advance("whole_range", plainAnswers, to: i.plainAnswers.load(ordering: .relaxed))
+                    closedBytes.set(to: Double(i.usage.bytes))
+                }
                 connections.set(to: Double(q.connections()))
             }
             if let r = retention.withLock({ $0 })?() {

@@ -42,6 +42,13 @@ public struct QueryConfiguration: Sendable {
     public var writeStallTimeout: Duration = ServerLimits.defaults.writeStallTimeout
     /// Close this long after GOAWAY even if it cannot be written (`goaway_timeout`).
     public var goAwayTimeout: Duration = ServerLimits.defaults.goAwayTimeout
+    /// Answer open buckets from their owners' memory (`live_tier`).
+    public var liveTier = true
+    /// Deadline of a node-to-node OpenBuckets call and of a worker's answer (`peer_timeout`).
+    public var peerTimeout: Duration = .milliseconds(500)
+    /// CA that peers' TLS certificates are verified against (`peer_ca_file`; default: the
+    /// system's roots). Used only when TLS is on.
+    public var peerCAFile: String?
 
     /// The peer limits as `--print-config` shows them.
     var peerLimitLines: [String] {
@@ -52,6 +59,7 @@ public struct QueryConfiguration: Sendable {
             "query.handshake_timeout = \(handshakeTimeout)", "query.max_failed_tokens = \(maxFailedTokens)",
             "query.min_ping_interval = \(minPingInterval)", "query.max_ping_strikes = \(maxPingStrikes)",
             "query.write_stall_timeout = \(writeStallTimeout)", "query.goaway_timeout = \(goAwayTimeout)",
+            "query.live_tier = \(liveTier)", "query.peer_timeout = \(peerTimeout)", "query.peer_ca_file = \(peerCAFile ?? "(system roots)")",
         ]
     }
 
@@ -73,7 +81,7 @@ extension NodeConfiguration {
         "listen", "advertise", "max_frame_size", "max_streams_per_connection", "max_connections", "idle_timeout", "max_deadline",
         "token_file", "tls_cert_file", "tls_key_file", "min_refresh", "max_preauth_frame_size", "max_unauthenticated_connections", "max_request_size", "cache_max_bytes",
         "max_metadata_entries", "request_timeout", "handshake_timeout", "max_failed_tokens", "min_ping_interval", "max_ping_strikes",
-        "write_stall_timeout", "goaway_timeout",
+        "write_stall_timeout", "goaway_timeout", "live_tier", "peer_timeout", "peer_ca_file",
     ]
 
     static func buildQuery(_ t: ConfigTree, environment: [String: String]) throws -> QueryConfiguration {
@@ -136,6 +144,12 @@ extension NodeConfiguration {
         q.maxPingStrikes = try int("max_ping_strikes", d.maxPingStrikes, 0...1000)
         q.writeStallTimeout = try duration("write_stall_timeout", d.writeStallTimeout)
         q.goAwayTimeout = try duration("goaway_timeout", d.goAwayTimeout)
+        let live = try str("live_tier", "true")
+        guard ["true", "false"].contains(live) else { throw ConfigurationError("query.live_tier", "'\(live)' must be true or false") }
+        q.liveTier = live == "true"
+        q.peerTimeout = try duration("peer_timeout", .milliseconds(500), .milliseconds(10)...Duration.seconds(60))
+        q.peerCAFile = try t.scalar("query.peer_ca_file").flatMap { $0.isEmpty ? nil : $0 }
+        if let f = q.peerCAFile, !FileManager.default.isReadableFile(atPath: f) { throw ConfigurationError("query.peer_ca_file", "\(f) is not readable") }
         return q
     }
 }

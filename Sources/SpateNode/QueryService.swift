@@ -23,6 +23,8 @@ final class QueryService: CallHandler {
     let storage: (@Sendable () async throws -> StorageReport)?
     let warnings: @Sendable () -> [String]
     let metrics: NodeMetrics?
+    /// Answers a peer's OpenBuckets call from this node's workers (nil: the call is refused).
+    let openBuckets: (@Sendable (OpenBucketRequest) async -> OpenBucketMailbox.Answers)?
     /// When the store last answered a health check (for "unreachable since …").
     private let lastHealthy = Mutex<Date?>(nil)
 
@@ -30,9 +32,10 @@ final class QueryService: CallHandler {
         configuration: NodeConfiguration, elastic: ElasticClient, engine: QueryEngine, version: String,
         local: LocalStatus, cluster: @escaping @Sendable () async -> [NodeStatus] = { [] },
         storage: (@Sendable () async throws -> StorageReport)? = nil, warnings: @escaping @Sendable () -> [String] = { [] },
-        metrics: NodeMetrics? = nil
+        metrics: NodeMetrics? = nil, openBuckets: (@Sendable (OpenBucketRequest) async -> OpenBucketMailbox.Answers)? = nil
     ) {
         self.metrics = metrics
+        self.openBuckets = openBuckets
         self.configuration = configuration
         self.elastic = elastic
         self.engine = engine
@@ -88,6 +91,10 @@ final class QueryService: CallHandler {
                 }
             }
             throw CancellationError()
+        case .openBuckets:
+            guard let openBuckets else { throw RPCError(.unimplemented, "OpenBuckets is not served by this node (query.live_tier is false)") }
+            let request = try OpenBucketsCall.decodeRequest(request)
+            emit(OpenBucketsCall.encode(await openBuckets(request)))
         case .storage:
             guard let storage else { throw RPCError(.unimplemented, "Storage is not served by this node") }
             emit(WireMessages.encode(try await storage()))

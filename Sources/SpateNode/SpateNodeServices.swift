@@ -12,6 +12,8 @@ public struct SpateNodeServices: Sendable {
 
     public let ingest: IngestService
     public let metrics: NodeMetrics
+    /// The live tier (nil when `query.live_tier` is false).
+    let live: LiveTier?
     public let services: [any Service]
 
     public init(configuration: NodeConfiguration, logger: Logger) throws {
@@ -25,20 +27,39 @@ public struct SpateNodeServices: Sendable {
         queryStore.maxConcurrentRequests = max(8, queryStore.maxConcurrentRequests)
         let queryClient = try ElasticClient(configuration: queryStore, logger: logger)
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
-        let engine = QueryEngine(
-            client: queryClient, naming: naming,
-            views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) },
-            cacheMaxBytes: configuration.query.cacheMaxBytes)
-        let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
         let topicCheck = TopicCheck(configuration: configuration, logger: logger)
         let local = LocalStatus(configuration: configuration, counters: counters)
         let membership = Membership(configuration: configuration, client: queryClient, local: { local.current() }, logger: logger)
+        let peerTimeout = configuration.query.peerTimeout
+        let live: LiveTier? = configuration.query.liveTier
+            ? LiveTier(
+                configuration: configuration, local: { [ingest] in await ingest.askOpenBuckets($0, limits: $1, timeout: $2) },
+                members: { await membership.members() }, partitionCount: { topicCheck.partitionCount.load(ordering: .relaxed) }, logger: logger)
+            : nil
+        self.live = live
+        var askOwners: (@Sendable (OpenBucketRequest) async -> LiveAnswer)?
+        var serveOwners: (@Sendable (OpenBucketRequest) async -> OpenBucketMailbox.Answers)?
+        if let live {
+            askOwners = { @Sendable request in await live.ask(request) }
+            let limits = live.limits
+            serveOwners = { @Sendable [ingest] request in await ingest.askOpenBuckets(request, limits: limits, timeout: peerTimeout) }
+        }
+        let engine = QueryEngine(
+            client: queryClient, naming: naming,
+            views: configuration.views.map { PlannableView(definition: $0, retentionDays: configuration.retentionDays(for: $0)) },
+            cacheMaxBytes: configuration.query.cacheMaxBytes,
+            horizons: ClosedHorizons(
+                client: queryClient, naming: naming, group: configuration.kafka.group, topic: configuration.kafka.topic,
+                latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds)),
+            live: askOwners)
+        let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
         let service = QueryService(
             configuration: configuration, elastic: queryClient, engine: engine, version: Self.version,
             local: local, cluster: { await membership.members() },
             storage: { try await retention.storageReport() },
             warnings: { [ingest] in [topicCheck.warning].compactMap { $0 } + ingest.warnings() + retention.state.withLock { $0.warnings } },
-            metrics: metrics)
+            metrics: metrics,
+            openBuckets: serveOwners)
         let server = try QueryServer(configuration: configuration.query, handler: service, logger: logger)
         metrics.attach(engine: engine, connections: { server.connectionCount })
         if configuration.retention.enabled { metrics.attach(retention: { retention.snapshot }) }

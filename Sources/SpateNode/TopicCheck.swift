@@ -15,6 +15,9 @@ final class TopicCheck: Service, Sendable {
     private let queue = DispatchQueue(label: "spate.topic-check")
     private let current = Mutex<String?>(nil)
     private let running = Atomic<Bool>(false)
+    /// The topic's partitions at the last check (0: unknown or missing); the live tier skips
+    /// the store when every one of them is accounted for.
+    let partitionCount = Atomic<Int>(0)
 
     init(configuration: NodeConfiguration, logger: Logger, interval: Duration = .seconds(30)) {
         self.configuration = configuration
@@ -54,6 +57,7 @@ final class TopicCheck: Service, Sendable {
         properties["client.id"] = "spate-node/\(configuration.node.id)/topic-check"
         do {
             let topics = try KafkaMetadata.topics(properties: properties, timeout: .seconds(5), logger: logger)
+            partitionCount.store(topics[k.topic] ?? 0, ordering: .relaxed)
             return topics[k.topic] == nil ? "kafka: topic \(k.topic) does not exist on \(k.bootstrap); nothing is ingested until it is created" : nil
         } catch {
             return "kafka: cannot read the topic list from \(k.bootstrap): \(error)"

@@ -3,6 +3,7 @@ public import SpateElastic
 public import SpateSchema
 public import SpateModel
 public import Synchronization
+public import SpateIngest
 import SpateWire
 
 /// Plans, caches and coalesces queries. A result is cached per normalized plan (view,
@@ -12,6 +13,9 @@ import SpateWire
 public final class QueryEngine: Sendable {
     public let planner: QueryPlanner
     public let executor: QueryExecutor
+    /// Closed slots cached, the store asked only for what can still change (nil: every
+    /// answer from the store over its whole range).
+    public let incremental: IncrementalExecutor?
     private let clock: @Sendable () -> UInt64
     private let state: Mutex<State>
     /// Store requests made, answers served from cache, and queries that joined one in flight.
@@ -27,13 +31,18 @@ public final class QueryEngine: Sendable {
         var inFlight: [QueryPlan: Task<QueryResult, any Error>] = [:]
     }
 
-    /// An engine over `views`; `cacheMaxBytes` bounds its answer cache.
+    /// An engine over `views`; `cacheMaxBytes` bounds its answer cache, and its closed-slot
+    /// cache when `horizons` is given (IncrementalExecutor).
     public init(
         client: ElasticClient, naming: IndexNaming, views: [PlannableView], cacheMaxBytes: Int = 64 << 20,
+        horizons: ClosedHorizons? = nil, live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         planner = QueryPlanner(views: views)
         executor = QueryExecutor(client: client, naming: naming)
+        incremental = horizons.map {
+            IncrementalExecutor(plain: QueryExecutor(client: client, naming: naming), horizons: $0, maxBytes: cacheMaxBytes, live: live, clock: clock)
+        }
         self.cacheMaxBytes = cacheMaxBytes
         state = Mutex(State(cache: AnswerCache(maxBytes: cacheMaxBytes)))
         self.clock = clock
@@ -69,7 +78,11 @@ public final class QueryEngine: Sendable {
             if let hit = s.cache.value(plan, nowMs: now) { return .cached(hit) }
             if let running = s.inFlight[plan] { return .join(running) }
             let executor = executor
-            let task = Task { try await executor.execute(plan, nowMs: now) }
+            let incremental = incremental
+            let task = Task {
+                if let incremental { return try await incremental.execute(plan, nowMs: now) }
+                return try await executor.execute(plan, nowMs: now)
+            }
             s.inFlight[plan] = task
             return .start(task)
         }
@@ -85,7 +98,9 @@ public final class QueryEngine: Sendable {
             storeQueries.add(1, ordering: .relaxed)
             do {
                 let r = try await task.value
-                let ttl = max(1000, plan.view.flushIntervalMs)
+                // With the live tier an answer is as fresh as the owners' memory: kept 1 s (the
+                // shortest refresh), not until the view's next flush.
+                let ttl = incremental?.live != nil ? 1000 : max(1000, plan.view.flushIntervalMs)
                 state.withLock { s in
                     s.inFlight[plan] = nil
                     s.cache.insert(plan, r, size: Self.estimatedBytes(r), expiresMs: now + ttl, nowMs: now)

@@ -139,22 +139,40 @@ public struct QueryExecutor: Sendable {
         return result
     }
 
-    private func search(_ index: String, _ body: JSONValue) async throws -> SearchResponse {
+    /// One search; store errors become UNAVAILABLE (retriable) or INTERNAL.
+    func search(_ index: String, _ body: JSONValue) async throws -> SearchResponse {
         do { return try await client.search(index: index, body: body) } catch let e as ElasticError {
             throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
         }
     }
 
-    /// Reads the sketch field of every matching document, in time slices small enough for one
-    /// page each (≤ 10,000 hits), without relying on a sort over `_id`.
+    /// Reads the sketch field of every matching document.
     private func scanSketches(_ plan: QueryPlan, field: String, _ body: ([UInt8]) -> Void) async throws -> UInt64 {
+        var documents: UInt64 = 0
+        try await scanSources(plan, fields: [field], query: { filter(plan, startMs: $0, endMs: $1) }) { source in
+            guard let text = source[field]?.stringValue, let bytes = Base64.decode(text) else { return }
+            body(bytes)
+            documents += 1
+        }
+        return documents
+    }
+
+    /// Passes the `_source` (`fields` only) of every document matching `query(start, end)` over
+    /// the plan's range to `body`, in time slices small enough for one page each (≤ 10,000
+    /// hits), without relying on a sort over `_id`.
+    func scanSources(_ plan: QueryPlan, fields: [String], query: (UInt64, UInt64) -> JSONValue, _ body: (JSONValue) throws -> Void) async throws {
         let page = 10_000
         var pending: [(UInt64, UInt64)] = [(plan.startMs, plan.endMs)]
-        var documents: UInt64 = 0
         let index = indices(plan)
         while let (s, e) = pending.popLast() {
-            let r = try await client.searchRaw(
-                index: index, body: ["size": .number(page), "track_total_hits": true, "_source": [.string(field)], "query": filter(plan, startMs: s, endMs: e)])
+            let r: JSONValue
+            do {
+                r = try await client.searchRaw(
+                    index: index,
+                    body: ["size": .number(page), "track_total_hits": true, "_source": .array(fields.map(JSONValue.string)), "query": query(s, e)])
+            } catch let e as ElasticError {
+                throw RPCError(e.isRetriable ? .unavailable : .internal, "store: \(e.message)")
+            }
             let total = r["hits"]?["total"]?["value"]?.int64Value ?? 0
             let hits = r["hits"]?["hits"]?.arrayValue ?? []
             if total > Int64(hits.count) {
@@ -168,12 +186,7 @@ public struct QueryExecutor: Sendable {
                 pending.append((cut, e))
                 continue
             }
-            for h in hits {
-                guard let text = h["_source"]?[field]?.stringValue, let bytes = Base64.decode(text) else { continue }
-                body(bytes)
-                documents += 1
-            }
+            for h in hits { if let source = h["_source"] { try body(source) } }
         }
-        return documents
     }
 }

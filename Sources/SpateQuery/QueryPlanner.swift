@@ -40,6 +40,16 @@ public struct QueryPlan: Sendable, Hashable {
     public var stepMs: UInt64
     public var filters: [QueryFilter]
     public var kind: QueryKind
+
+    /// A plan as the planner makes it (tests build their own).
+    public init(view: ViewDefinition, startMs: UInt64, endMs: UInt64, stepMs: UInt64, filters: [QueryFilter], kind: QueryKind) {
+        self.view = view
+        self.startMs = startMs
+        self.endMs = endMs
+        self.stepMs = stepMs
+        self.filters = filters
+        self.kind = kind
+    }
 }
 
 /// A view the planner may use, with how long its data is kept.

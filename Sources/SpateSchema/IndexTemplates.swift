@@ -6,11 +6,14 @@ public import SpateModel
 /// applies to indices created afterwards (the next daily index).
 public enum IndexTemplates {
     /// Bump when a template's body changes.
+    /// 3: rollup documents carry `partition` (integer); checkpoints name a snapshot, and the
+    /// snapshot index exists.
     public static let version: Int64 = 3
 
     public static func viewTemplate(_ view: ViewDefinition, naming: IndexNaming, shards: Int, replicas: Int) -> JSONValue {
         var properties = JSONObject()
         properties["ts"] = ["type": "date", "format": "epoch_millis"]
+        properties["partition"] = ["type": "integer"]
         for d in view.dimensions { properties[d.rawValue] = ["type": "keyword"] }
         // bytes and packets (up + down) are stored too: aggregations rank and plot by them, and
         // scripted sums are neither portable (osmem-server has none) nor cheap.

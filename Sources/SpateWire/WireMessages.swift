@@ -22,6 +22,8 @@ public enum Method: String, Sendable, CaseIterable {
     case query = "Query"
     case watch = "Watch"
     case storage = "Storage"
+    /// Node to node: the open buckets a node holds for the partitions it owns (the live tier).
+    case openBuckets = "OpenBuckets"
 }
 
 /// Converts the protocol's messages between Swift values and protobuf bytes (protobuf-c).
@@ -410,6 +412,8 @@ public enum WireMessages {
             }
         }
         m.pointee.documents = r.documents
+        m.pointee.live_partitions = r.livePartitions
+        m.pointee.store_partitions = r.storePartitions
         return pack(m, { spate__query__v1__query_response__get_packed_size($0) }, { spate__query__v1__query_response__pack($0, $1) })
     }
 
@@ -428,7 +432,7 @@ public enum WireMessages {
                 t.rttSumMicros = p.pointee.rtt_sum_us
                 return t
             }
-            return QueryResult(
+            var r = QueryResult(
                 view: text(m.pointee.view), startMs: m.pointee.start_ms, endMs: m.pointee.end_ms, stepMs: m.pointee.step_ms,
                 computedAtMs: m.pointee.computed_at_ms, cached: m.pointee.cached != 0,
                 top: elements(m.pointee.n_top, m.pointee.top).map {
@@ -443,6 +447,9 @@ public enum WireMessages {
                 distinct: m.pointee.distinct != 0 || distinctExpected ? m.pointee.distinct : nil,
                 quantiles: elements(m.pointee.n_quantiles, m.pointee.quantiles).map { ($0.pointee.quantile, $0.pointee.value) },
                 documents: m.pointee.documents)
+            r.livePartitions = m.pointee.live_partitions
+            r.storePartitions = m.pointee.store_partitions
+            return r
         }
     }
 

@@ -46,6 +46,11 @@ struct WatchBench: AsyncParsableCommand {
     @Option(help: "fault-proxy.py's --log output, for the store time of each search in the window.") var storeLog: String?
     @Option(help: "Also write the results as JSON to this file.") var json: String?
     @Flag(help: "Start a client's watches from concurrent tasks, as `spate watch` does (see WatchBench.watch).") var concurrentStarts = false
+    @Option(help: "Every dashboard's range in minutes instead of its own (1440: the same dashboards over 24 h).") var rangeMinutes: Int?
+    @Option(help: "Freshness: records per second a live spate-probe produces (paced) during the run; with --freshness-start-ms and --freshness-base.") var freshnessRate: Double?
+    @Option(help: "Freshness: Unix ms at which the live probe started producing (its record k is produced no earlier than start + k / rate).") var freshnessStartMs: Double?
+    @Option(help: "Freshness: records the node holds from before the live probe (a watch of totals over the last hour counts them).") var freshnessBase: UInt64 = 0
+    @Option(help: "Freshness: records per message of the live probe (its --batch): a message is sent when its first record is due.") var freshnessBatch: UInt64 = 200
 
     func validate() throws {
         guard clients >= 1, dashboards >= 1 else { throw ValidationError("--clients and --dashboards must be at least 1") }
@@ -58,7 +63,8 @@ struct WatchBench: AsyncParsableCommand {
         let refreshMs = TimeParsing.durationMs(refresh)!
         let windowMs = TimeParsing.durationMs(duration)!
         let warmupMs = TimeParsing.durationMs(warmupTimeout)!
-        let boards = (0..<dashboards).map(BenchDashboard.make)
+        let boards = (0..<dashboards).map { BenchDashboard.make($0, rangeMinutes: rangeMinutes.map(UInt64.init)) }
+        let freshness = FreshnessRecorder()
         let configuration = try ClientConfiguration(address: server)
         let recorder = Recorder(streams: (0..<clients).map { boards[$0 % dashboards].widgets.count })
 
@@ -85,6 +91,22 @@ struct WatchBench: AsyncParsableCommand {
                     group.addTask { await Self.watch(client, request: request, first: first, client: c, dashboard: d, widget: w, recorder) }
                 }
             }
+            if freshnessRate != nil {
+                // One more connection: totals over the last hour, to see when live records appear.
+                let watcher = try? await SpateClient.connect(configuration)
+                if let watcher {
+                    let request = WireMessages.encodeWatch(Query(range: .last(ms: 3_600_000), kind: .totals), refreshMs: UInt32(refreshMs))
+                    group.addTask {
+                        do {
+                            for try await bytes in watcher.call(Method.watch.rawValue, request: request) {
+                                guard let r = try? WireMessages.decodeQueryResult(bytes) else { continue }
+                                freshness.add(receivedMs: Recorder.nowMs(), records: r.totals?.records ?? 0, live: r.livePartitions, store: r.storePartitions)
+                            }
+                        } catch {}
+                        await watcher.close()
+                    }
+                }
+            }
             let warmupEnd = ContinuousClock.now + .milliseconds(Int64(warmupMs))
             while !recorder.allStarted {
                 if ContinuousClock.now >= warmupEnd {
@@ -103,10 +125,15 @@ struct WatchBench: AsyncParsableCommand {
         for c in connections { await c.close() }
         if !warmedUp { FileHandle.standardError.write(Data("watch: not every watch had an update within \(warmupTimeout); measuring anyway\n".utf8)) }
 
-        let report = Analysis(
+        var report = Analysis(
             samples: recorder.samples, errors: recorder.errorCounts, window: window, refreshMs: Double(refreshMs), clients: clients,
             boards: boards, storeBefore: storeBefore, storeAfter: storeAfter, storeLog: storeLog
         ).report(warmedUp: warmedUp)
+        if let rate = freshnessRate, let start = freshnessStartMs {
+            let (text, json) = freshness.report(window: window, rate: rate, startMs: start, base: freshnessBase, batch: max(1, freshnessBatch))
+            report.text += "\n" + text
+            report.json["freshness"] = json
+        }
         print(report.text)
         if let json {
             let data = try JSONSerialization.data(withJSONObject: report.json, options: [.sortedKeys, .prettyPrinted])
@@ -164,9 +191,10 @@ struct BenchDashboard: Sendable {
     ]
 
     /// Dashboard `i`: one of five themes; beyond five, the ranges grow by a minute per round so
-    /// that every dashboard asks different questions.
-    static func make(_ i: Int) -> BenchDashboard {
-        let b = bases[i % bases.count]
+    /// that every dashboard asks different questions. `rangeMinutes` replaces the theme's range.
+    static func make(_ i: Int, rangeMinutes: UInt64? = nil) -> BenchDashboard {
+        var b = bases[i % bases.count]
+        if let rangeMinutes { b.minutes = rangeMinutes }
         let round = UInt64(i / bases.count)
         let range = QueryRange.last(ms: (b.minutes + round) * 60_000)
         let filters = b.applications.isEmpty ? [] : [QueryFilter(dimension: .application, op: .in, values: b.applications)]
@@ -416,5 +444,50 @@ struct Analysis {
             guard parts.count >= 5, parts[1].contains("/_search"), let last = parts.last, last.hasSuffix("s") else { return nil }
             return Double(last.dropLast())
         }
+    }
+}
+
+/// What a watch of totals over the last hour saw while a paced live probe ran: per answer, its
+/// receipt time and record count. Freshness is per record: the probe sends its records in
+/// messages of `batch`, each when its first record is due, so record k of the live probe
+/// (k ≥ 1) is produced no earlier than start + ⌊(k − 1) / batch⌋ · batch / rate (it starts
+/// after `start`), and is visible from the receipt of the first answer counting at least
+/// base + k records. So "produced → visible" as computed here is an upper bound for each
+/// record (a late-starting probe only makes it larger).
+final class FreshnessRecorder: Sendable {
+    private let answers = Mutex<[(receivedMs: Double, records: UInt64, live: UInt32, store: UInt32)]>([])
+
+    func add(receivedMs: Double, records: UInt64, live: UInt32, store: UInt32) {
+        answers.withLock { $0.append((receivedMs, records, live, store)) }
+    }
+
+    /// Latency of every live record that became visible within the window.
+    func report(window: (startMs: Double, endMs: Double), rate: Double, startMs: Double, base: UInt64, batch: UInt64) -> (text: String, json: [String: Any]) {
+        let all = answers.withLock { $0 }
+        var latencies: [Double] = []
+        var seen = all.last(where: { $0.receivedMs < window.startMs })?.records ?? base
+        var live = Distribution([])
+        var store = Distribution([])
+        let inWindow = all.filter { $0.receivedMs >= window.startMs && $0.receivedMs < window.endMs }
+        for a in inWindow {
+            if a.records > seen {
+                let first = max(seen, base) + 1
+                if a.records >= first {
+                    for n in first...a.records {
+                        let produced = startMs + Double((n - base - 1) / batch * batch) / rate * 1000
+                        latencies.append(a.receivedMs - produced)
+                    }
+                }
+                seen = a.records
+            }
+        }
+        live = Distribution(inWindow.map { Double($0.live) })
+        store = Distribution(inWindow.map { Double($0.store) })
+        let d = Distribution(latencies)
+        var json: [String: Any] = ["records": latencies.count, "answers": inWindow.count, "latency_ms": d.json()]
+        json["live_partitions"] = live.json()
+        json["store_partitions"] = store.json()
+        let text = "  freshness (live record produced → visible in a watch of totals): \(d.text()) over \(latencies.count) records, \(inWindow.count) answers; live partitions per answer \(live.text("")), store partitions \(store.text(""))"
+        return (text, json)
     }
 }

@@ -125,6 +125,8 @@ enum Format {
         if r.stepMs > 0 { o["step_ms"] = .number(r.stepMs) }
         o["computed_at_ms"] = .number(r.computedAtMs)
         o["cached"] = .bool(r.cached)
+        o["live_partitions"] = .number(r.livePartitions)
+        o["store_partitions"] = .number(r.storePartitions)
         if !r.top.isEmpty { o["rows"] = .array(r.top.map { ["value": .string($0.value), "metric": .number($0.metric), "totals": json($0.totals)] }) }
         if !r.series.isEmpty {
             o["series"] = .array(r.series.map { s in

@@ -26,7 +26,7 @@ enum Render {
     }
 
     static func header(_ r: QueryResult) -> String {
-        Format.dim("\(Format.time(ms: r.startMs)) → \(Format.time(ms: r.endMs)) · view \(r.view)\(r.cached ? " · cached" : "")")
+        Format.dim("\(Format.time(ms: r.startMs)) → \(Format.time(ms: r.endMs)) · view \(r.view)\(r.cached ? " · cached" : "")\(r.storePartitions > 0 ? " · \(r.storePartitions) partitions from the store" : "")")
     }
 
     /// The terminal rendering (also used by watch widgets), at most `width` columns.

@@ -280,11 +280,15 @@ struct QueryCorrectnessTests {
                 try await Task.sleep(for: .seconds(2))  // loops stop when their watchers leave
                 return count
             }
+            // Warm: the first watch of a query fills its closed slots and reads the checkpoints;
+            // those caches outlive the loops, so both measurements start from the same state.
+            _ = try await searches(viewers: 1, seconds: 4)
             let one = try await searches(viewers: 1, seconds: 8)
             let fifty = try await searches(viewers: 50, seconds: 8)
             #expect(one > 0)
-            // Same refresh loops, same cache: equal up to one refresh cycle of the 3 widgets.
-            #expect(abs(fifty - one) <= widgets.count, "1 viewer: \(one) searches, 50 viewers: \(fifty)")
+            // Same refresh loops, same caches: 50 viewers cost no more than one refresh cycle of
+            // the 3 widgets above what 1 viewer costs.
+            #expect(fifty <= one + widgets.count, "1 viewer: \(one) searches, 50 viewers: \(fifty)")
         }
     }
 }

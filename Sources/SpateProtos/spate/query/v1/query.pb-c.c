@@ -2979,7 +2979,7 @@ const ProtobufCMessageDescriptor spate__query__v1__quantile_value__descriptor =
   (ProtobufCMessageInit) spate__query__v1__quantile_value__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor spate__query__v1__query_response__field_descriptors[12] =
+static const ProtobufCFieldDescriptor spate__query__v1__query_response__field_descriptors[14] =
 {
   {
     "view",
@@ -3125,6 +3125,30 @@ static const ProtobufCFieldDescriptor spate__query__v1__query_response__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "live_partitions",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Spate__Query__V1__QueryResponse, live_partitions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "store_partitions",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Spate__Query__V1__QueryResponse, store_partitions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned spate__query__v1__query_response__field_indices_by_name[] = {
   5,   /* field[5] = cached */
@@ -3132,10 +3156,12 @@ static const unsigned spate__query__v1__query_response__field_indices_by_name[] 
   9,   /* field[9] = distinct */
   11,   /* field[11] = documents */
   2,   /* field[2] = end_ms */
+  12,   /* field[12] = live_partitions */
   10,   /* field[10] = quantiles */
   7,   /* field[7] = series */
   1,   /* field[1] = start_ms */
   3,   /* field[3] = step_ms */
+  13,   /* field[13] = store_partitions */
   6,   /* field[6] = top */
   8,   /* field[8] = totals */
   0,   /* field[0] = view */
@@ -3144,7 +3170,7 @@ static const ProtobufCIntRange spate__query__v1__query_response__number_ranges[2
 {
   { 1, 0 },
   { 10, 6 },
-  { 0, 12 }
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor spate__query__v1__query_response__descriptor =
 {
@@ -3154,7 +3180,7 @@ const ProtobufCMessageDescriptor spate__query__v1__query_response__descriptor =
   "Spate__Query__V1__QueryResponse",
   "spate.query.v1",
   sizeof(Spate__Query__V1__QueryResponse),
-  12,
+  14,
   spate__query__v1__query_response__field_descriptors,
   spate__query__v1__query_response__field_indices_by_name,
   2,  spate__query__v1__query_response__number_ranges,

@@ -475,10 +475,17 @@ struct  Spate__Query__V1__QueryResponse
    * Documents merged for sketch answers.
    */
   uint64_t documents;
+  /*
+   * Staleness per answer (the live tier): partitions whose open buckets came from their
+   * owner's memory, and partitions whose open buckets came from the store (its copy is up to a
+   * flush interval old; top-K views have none there) because no live owner answered.
+   */
+  uint32_t live_partitions;
+  uint32_t store_partitions;
 };
 #define SPATE__QUERY__V1__QUERY_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&spate__query__v1__query_response__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0,NULL, 0,NULL, NULL, 0, 0,NULL, 0, 0, 0 }
 
 
 struct  Spate__Query__V1__WatchRequest

@@ -1,0 +1,89 @@
+import SpateCodec
+import SpateIngest
+import SpateModel
+import SpateTestSupport
+import Testing
+
+/// The live tier's answer from a partition's memory must be what the store would hold for
+/// the same buckets once they are flushed: the same sums per group, per slot.
+@Suite("Open buckets answered from memory")
+struct OpenBucketQueryTests {
+    static let view = ViewDefinition(
+        name: "app_1m", bucketMs: 60_000, dimensions: [.application, .applicationCategory, .l4Protocol, .probe], sketches: [.subscribers, .rtt])
+    static let base: UInt64 = 1_800_000_000_000 - 1_800_000_000_000 % 300_000
+
+    /// A rollup holding `messages` messages of random records over four minutes.
+    static func rollup(messages: Int, seed: UInt64) throws -> PartitionRollup {
+        let encoder = RecordBatchEncoder()
+        let decoder = RecordBatchDecoder()
+        let rollup = PartitionRollup(partition: 5, views: [view], latenessMs: 600_000, interner: StringInterner(), resume: .beginning())
+        var rng = SplitMix64(seed: seed)
+        for m in 0..<messages {
+            var records = SampleRecords.make(count: 20, seed: rng.next(), probeID: 3)
+            for i in records.indices {
+                let t = base + rng.next() % 240_000
+                records[i].endTimeMs = t
+                records[i].startTimeMs = t
+            }
+            let bytes = encoder.encode(RecordBatch(probeID: 3, sequence: UInt64(m), createdMs: 1, records: records))
+            _ = try bytes.withUnsafeBytes { raw in try decoder.withBatch(raw) { try rollup.fold(offset: Int64(m), batch: $0) } }
+        }
+        return rollup
+    }
+
+    @Test("sums per slot and group equal the documents a flush writes, with filters and a lower bound", arguments: [1, 2, 3] as [UInt64])
+    func equalsFlushedDocuments(seed: UInt64) throws {
+        let rollup = try Self.rollup(messages: 40, seed: seed)
+        let excluded = "youtube"
+        let request = OpenBucketRequest(
+            view: "app_1m", startMs: Self.base, endMs: Self.base + 300_000, stepMs: 120_000,
+            filters: [QueryFilter(dimension: .application, op: .notEq, values: [excluded])], grouped: .application, sketch: .subscribers,
+            fromMs: [5: Self.base + 60_000])
+        let part = try rollup.answerOpen(request, limits: OpenBucketLimits())
+        #expect(part.partition == 5)
+        // The oldest bucket held, or the watermark's bucket if that is older (here it is: the
+        // lateness is 10 minutes).
+        #expect(part.heldFromMs == min(Self.base, rollup.watermark / 60_000 * 60_000))
+        #expect(part.heldFromMs < Self.base)
+        var sink = CollectingSink()
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        // What the store would answer: documents from the lower bound on, without the excluded value, per slot and application.
+        var expected: [UInt64: [String: MetricTotals]] = [:]
+        for d in sink.documents where d.bucketStart >= Self.base + 60_000 && d.dimensionValues[0] != excluded {
+            let slot = d.bucketStart / 120_000 * 120_000
+            var t = expected[slot]?[d.dimensionValues[0]] ?? MetricTotals()
+            t.records += d.records
+            t.flows += d.flows
+            t.bytesUp += d.bytesUp
+            t.bytesDown += d.bytesDown
+            t.packetsUp += d.packetsUp
+            t.packetsDown += d.packetsDown
+            t.rttCount += d.rttCount
+            t.rttSumMicros += d.rttSum
+            expected[slot, default: [:]][d.dimensionValues[0]] = t
+        }
+        #expect(!expected.isEmpty)
+        #expect(part.slots.mapValues(\.groups) == expected)
+        #expect(part.slots.values.allSatisfy { $0.subscribers != nil })
+        #expect(part.slots.values.allSatisfy { $0.groups[excluded] == nil })
+    }
+
+    @Test("a partition still replaying below its horizon declines; a grouping the view lacks declines; limits decline")
+    func declines() throws {
+        let rollup = PartitionRollup(
+            partition: 1, views: [Self.view], latenessMs: 60_000, interner: StringInterner(),
+            resume: ResumeState(offset: 0, maxEventTs: 0, horizonOffset: 10, horizonMaxEventTs: Self.base))
+        let request = OpenBucketRequest(view: "app_1m", startMs: Self.base, endMs: Self.base + 60_000, stepMs: 60_000, filters: [], grouped: nil, sketch: nil, fromMs: [:])
+        #expect(throws: OpenBucketRefusal.replaying) { try rollup.answerOpen(request, limits: OpenBucketLimits()) }
+        let caughtUp = try Self.rollup(messages: 5, seed: 9)
+        var bySubscriber = request
+        bySubscriber.grouped = .subscriber
+        #expect(throws: OpenBucketRefusal.unknownView) { try caughtUp.answerOpen(bySubscriber, limits: OpenBucketLimits()) }
+        var wide = request
+        wide.endMs = Self.base + 300_000
+        #expect(throws: OpenBucketRefusal.tooLarge) { try caughtUp.answerOpen(wide, limits: OpenBucketLimits(maxCells: 1, maxGroups: 10)) }
+        var unknown = request
+        unknown.view = "nope"
+        #expect(throws: OpenBucketRefusal.unknownView) { try caughtUp.answerOpen(unknown, limits: OpenBucketLimits()) }
+    }
+}
