@@ -31,8 +31,9 @@ public struct ResumeState: Sendable, Hashable {
         return s
     }
 
-    /// Where a new owner starts reading, and the offset committed to Kafka: the snapshot's
-    /// offset when there is a usable one, else the first offset of the oldest open bucket.
+    /// Where a new owner starts reading when the snapshot restores: the snapshot's offset when
+    /// there is a usable one, else the first offset of the oldest open bucket. (Kafka commits
+    /// are the horizon, not this.)
     public var readOffset: Int64 { usableSnapshot?.offset ?? offset }
 
     /// The beginning of a partition with no checkpoint.

@@ -18,6 +18,9 @@ public struct SnapshotReference: Sendable, Hashable {
     public var bytes: Int
     public var hash: UInt64
 
+    /// The hash a reference keeps of a snapshot's bytes; writer and reader both use this one.
+    public static func hash(of bytes: [UInt8]) -> UInt64 { bytes.withUnsafeBytes { StableHash.hash($0) } }
+
     public init(offset: Int64, maxEventTs: UInt64, slot: Int, chunks: Int, bytes: Int, hash: UInt64) {
         self.offset = offset
         self.maxEventTs = maxEventTs
@@ -235,7 +238,7 @@ extension PartitionRollup {
         guard let ref = resume.snapshot, ref.offset <= resume.horizonOffset, ref.maxEventTs <= resume.horizonMaxEventTs else {
             throw SnapshotError("the checkpoint names no snapshot at or before its horizon")
         }
-        guard bytes.count == ref.bytes, bytes.withUnsafeBytes({ StableHash.hash($0) }) == ref.hash else {
+        guard bytes.count == ref.bytes, SnapshotReference.hash(of: bytes) == ref.hash else {
             throw SnapshotError("snapshot bytes (\(bytes.count)) do not match the checkpoint's (\(ref.bytes), hash)")
         }
         var start = resume

@@ -44,7 +44,7 @@ public enum SnapshotDocument {
         }
         return SnapshotReference(
             offset: offset, maxEventTs: maxEventTs, slot: slot, chunks: chunks, bytes: bytes.count,
-            hash: bytes.withUnsafeBytes { StableHash.hash($0) })
+            hash: SnapshotReference.hash(of: bytes))
     }
 
     /// The bytes of piece `chunk` of the snapshot `reference` names, from a stored `_source`.

@@ -36,7 +36,7 @@ struct SnapshotBench: ParsableCommand {
             saveCPU += cpuSeconds { bytes = r.snapshot() }
             resume.snapshot = SnapshotReference(
                 offset: r.nextOffset, maxEventTs: r.maxEventTs, slot: 0, chunks: 1, bytes: bytes.count,
-                hash: bytes.withUnsafeBytes { StableHash.hash($0) })
+                hash: SnapshotReference.hash(of: bytes))
             var restored: PartitionRollup?
             restoreCPU += try cpuSeconds {
                 restored = try PartitionRollup.restoring(partition: Int32(p), views: views, latenessMs: 120_000, snapshot: bytes, resume: resume)

@@ -230,7 +230,7 @@ struct PartitionRollupTests {
                         let bytes = rollup.snapshot()
                         let ref = SnapshotReference(
                             offset: rollup.nextOffset, maxEventTs: rollup.maxEventTs, slot: 1 - (lastSubmitted?.snapshot?.slot ?? 1),
-                            chunks: 1, bytes: bytes.count, hash: bytes.withUnsafeBytes { StableHash.hash($0) })
+                            chunks: 1, bytes: bytes.count, hash: SnapshotReference.hash(of: bytes))
                         r.snapshot = ref
                         snapshot = (ref, bytes)
                     }

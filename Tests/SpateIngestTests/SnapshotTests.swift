@@ -62,7 +62,7 @@ struct SnapshotTests {
         let bytes = writer.snapshot()
         resume.snapshot = SnapshotReference(
             offset: writer.nextOffset, maxEventTs: writer.maxEventTs, slot: 0, chunks: 1, bytes: bytes.count,
-            hash: bytes.withUnsafeBytes { StableHash.hash($0) })
+            hash: SnapshotReference.hash(of: bytes))
         return (writer, bytes, resume)
     }
 
@@ -103,7 +103,7 @@ struct SnapshotTests {
         func restore(_ b: [UInt8], views: [ViewDefinition] = ViewDefinition.defaults, partition: Int32 = 4) throws {
             var r = resume
             r.snapshot?.bytes = b.count
-            r.snapshot?.hash = b.withUnsafeBytes { StableHash.hash($0) }
+            r.snapshot?.hash = SnapshotReference.hash(of: b)
             _ = try PartitionRollup.restoring(partition: partition, views: views, latenessMs: Self.lateness, snapshot: b, resume: r)
         }
         try restore(bytes)

@@ -48,7 +48,7 @@ func check(_ data: UnsafeBufferPointer<UInt8>) {
         guard let p = r.next(), let offset = r.next(), let ts = r.next(), offset <= UInt64(Int64.max) else { return }
         let partition = Int32(truncatingIfNeeded: p)
         let ref = SnapshotReference(
-            offset: Int64(offset), maxEventTs: ts, slot: 0, chunks: 1, bytes: body.count, hash: body.withUnsafeBytes { StableHash.hash($0) })
+            offset: Int64(offset), maxEventTs: ts, slot: 0, chunks: 1, bytes: body.count, hash: SnapshotReference.hash(of: body))
         let resume = ResumeState(offset: 0, maxEventTs: 0, horizonOffset: Int64(offset), horizonMaxEventTs: ts, snapshot: ref)
         guard let rollup = try? PartitionRollup.restoring(
             partition: partition, views: ViewDefinition.defaults, latenessMs: 120_000, snapshot: body, resume: resume)
@@ -56,7 +56,7 @@ func check(_ data: UnsafeBufferPointer<UInt8>) {
         let again = rollup.snapshot()
         var second = resume
         second.snapshot?.bytes = again.count
-        second.snapshot?.hash = again.withUnsafeBytes { StableHash.hash($0) }
+        second.snapshot?.hash = SnapshotReference.hash(of: again)
         let restored = try? PartitionRollup.restoring(
             partition: partition, views: ViewDefinition.defaults, latenessMs: 120_000, snapshot: again, resume: second)
         precondition(restored?.openCells == rollup.openCells, "a restored snapshot does not restore again")
