@@ -122,10 +122,10 @@ public final class IngestService: Service, Sendable {
         var templates: [(String, JSONValue)] = configuration.views.map {
             ("\(naming.prefix)-\($0.name)", IndexTemplates.viewTemplate($0, naming: naming, shards: es.shards, replicas: es.replicas))
         }
-        templates.append(("\(naming.prefix)-checkpoints", IndexTemplates.checkpointTemplate(naming: naming, replicas: es.replicas)))
-        templates.append(("\(naming.prefix)-snapshots", IndexTemplates.snapshotTemplate(naming: naming, replicas: es.replicas)))
-        templates.append(("\(naming.prefix)-leases", IndexTemplates.leaseTemplate(naming: naming, replicas: es.replicas)))
-        templates.append(("\(naming.prefix)-members", IndexTemplates.memberTemplate(naming: naming, replicas: es.replicas)))
+        templates.append((naming.checkpointIndex, IndexTemplates.checkpointTemplate(naming: naming, replicas: es.replicas)))
+        templates.append((naming.snapshotIndex, IndexTemplates.snapshotTemplate(naming: naming, replicas: es.replicas)))
+        templates.append((naming.leaseIndex, IndexTemplates.leaseTemplate(naming: naming, replicas: es.replicas)))
+        templates.append((naming.memberIndex, IndexTemplates.memberTemplate(naming: naming, replicas: es.replicas)))
         var attempt = 0
         while true {
             do {
@@ -137,7 +137,7 @@ public final class IngestService: Service, Sendable {
                     logger.info("index template \(name): installed version \(IndexTemplates.version) (was \(from))")
                     // The checkpoint index is not daily: an existing one gets the new fields
                     // (snapshot references) in place, or its strict mapping would refuse them.
-                    if name == "\(naming.prefix)-checkpoints", let properties = body["template"]?["mappings"]?["properties"] {
+                    if name == naming.checkpointIndex, let properties = body["template"]?["mappings"]?["properties"] {
                         let r = try await elastic.send("PUT", "/\(naming.checkpointIndex)/_mapping", body: JSONWriter.encode(["properties": properties]))
                         if r.status / 100 != 2 && r.status != 404 {
                             throw ElasticError.http(r.status, "updating the mapping of \(naming.checkpointIndex): status \(r.status)")
