@@ -1,6 +1,7 @@
 internal import CRdKafka
 public import Logging
 import Foundation
+import Synchronization
 
 /// Receives a consumer's partition assignment changes. librdkafka calls it from inside
 /// `KafkaConsumer.poll` (or `close`), on the polling thread, and applies the change only after
@@ -37,6 +38,23 @@ public struct KafkaMessage {
     }
 }
 
+/// Wakes a consumer's `poll` from any thread: a waiting `poll` returns at once (with what it
+/// has), so the polling thread can do other work — answer a question — without waiting for
+/// its poll timeout. Safe to call after the consumer is gone (then it does nothing).
+public final class KafkaPollWaker: Sendable {
+    /// The consumer queue (`rd_kafka_queue_t *`), nil once the consumer is destroyed.
+    private let queue: Mutex<QueueHandle?>
+
+    fileprivate struct QueueHandle: @unchecked Sendable { let pointer: OpaquePointer }
+
+    fileprivate init(_ queue: OpaquePointer) { self.queue = Mutex(QueueHandle(pointer: queue)) }
+
+    /// Makes the poll waiting now (or the next one, if none waits) return without waiting.
+    public func wake() { queue.withLock { if let q = $0 { rd_kafka_queue_yield(q.pointer) } } }
+
+    fileprivate func invalidate() { queue.withLock { $0 = nil } }
+}
+
 /// A group consumer over librdkafka. Not thread-safe: create it, poll it and close it on one
 /// thread (a worker's own), as librdkafka's rebalance callbacks run on the polling thread.
 public final class KafkaConsumer {
@@ -46,6 +64,8 @@ public final class KafkaConsumer {
     private var batch: UnsafeMutablePointer<UnsafeMutablePointer<rd_kafka_message_t>?>
     private let batchCapacity: Int
     private var closed = false
+    /// Wakes `poll` from other threads.
+    public let waker: KafkaPollWaker
     /// When each consume error code was last logged: a persistent error (a topic that does not
     /// exist) comes back on every poll and is logged at most every 30 s, the rest at debug.
     private var lastLogged: [Int32: ContinuousClock.Instant] = [:]
@@ -82,6 +102,7 @@ public final class KafkaConsumer {
         rk = try makeKafkaHandle(type: RD_KAFKA_CONSUMER, conf: conf, callbacks: callbacks)
         rd_kafka_poll_set_consumer(rk)
         queue = rd_kafka_queue_get_consumer(rk)
+        waker = KafkaPollWaker(queue)
         batchCapacity = max(1, maxBatch)
         batch = .allocate(capacity: batchCapacity)
         callbacks.consumer = self
@@ -89,6 +110,7 @@ public final class KafkaConsumer {
 
     deinit {
         if !closed { try? close() }
+        waker.invalidate()
         batch.deallocate()
         rd_kafka_queue_destroy(queue)
         rd_kafka_destroy(rk)

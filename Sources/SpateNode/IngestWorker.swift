@@ -143,6 +143,8 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 logger.debug("consumer: \(error)")
             }
             consumer.rebalanceListener = self
+            let waker = consumer.waker
+            openBuckets.setWaker { waker.wake() }
             try consumer.subscribe([configuration.kafka.topic])
         } catch {
             logger.error("worker cannot start: \(error)")
@@ -162,6 +164,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             if openBuckets.hasQuestions.load(ordering: .relaxed) { answerOpenBuckets() }
             maintain(now: .now)
         }
+        openBuckets.setWaker(nil)
         do { try consumer.close() } catch { logger.warning("leaving the group: \(error)") }
         publishStats(force: true)
         consumer = nil

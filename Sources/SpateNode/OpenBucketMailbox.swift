@@ -31,8 +31,14 @@ final class OpenBucketMailbox: Sendable {
     /// Set while questions wait: the worker checks it between messages (one relaxed load).
     let hasQuestions = Atomic<Bool>(false)
     let capacity: Int
+    /// Wakes the worker's poll, so a question is answered at once rather than when the poll's
+    /// timeout ends (set while the worker's consumer exists).
+    private let waker = Mutex<(@Sendable () -> Void)?>(nil)
 
     init(capacity: Int = 64) { self.capacity = capacity }
+
+    /// Sets (or clears) what wakes the worker when a question arrives.
+    func setWaker(_ wake: (@Sendable () -> Void)?) { waker.withLock { $0 = wake } }
 
     /// Asks the worker; nothing when the mailbox is full or the worker does not answer within
     /// `timeout` (busy with a long batch, stopping).
@@ -47,6 +53,7 @@ final class OpenBucketMailbox: Sendable {
                 return true
             }
             guard accepted else { return q.answer([:]) }
+            waker.withLock { $0 }?()
             Task {
                 try? await Task.sleep(for: timeout)
                 q.answer([:])

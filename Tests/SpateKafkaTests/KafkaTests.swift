@@ -31,6 +31,34 @@ struct KafkaLibraryTests {
         }
         #expect(error?.message.contains("group.id") == true)
     }
+
+    @Test("a waker ends a waiting poll long before its timeout, and is harmless once the consumer is gone")
+    func wakeEndsPoll() throws {
+        let waker: KafkaPollWaker
+        do {
+            let consumer = try KafkaConsumer(properties: ["bootstrap.servers": "127.0.0.1:1", "group.id": uniqueName("wake")], logger: Logger(label: "t"))
+            waker = consumer.waker
+            // Woken before it waits: the next poll returns at once (the wake is not lost).
+            waker.wake()
+            #expect(try consumer.poll(timeoutMs: 600_000) { _ in } == 0)
+            // Woken while it waits: a ten-minute poll returns once another thread wakes it.
+            let returned = DispatchSemaphore(value: 0)
+            nonisolated(unsafe) let polled = consumer
+            let thread = Thread {
+                _ = try? polled.poll(timeoutMs: 600_000) { _ in }
+                returned.signal()
+            }
+            thread.start()
+            var woken = false
+            for _ in 0..<600 where !woken {
+                waker.wake()
+                woken = returned.wait(timeout: .now() + .milliseconds(100)) == .success
+            }
+            #expect(woken)
+            try consumer.close()
+        }
+        waker.wake()
+    }
 }
 
 /// Collects delivery reports on the producer's report thread.
