@@ -99,8 +99,8 @@ extension PartitionRollup {
         guard let view = rollups.first(where: { $0.definition.name == request.view }) else { throw OpenBucketRefusal.unknownView }
         // Replaying below the horizon, memory holds a prefix of what the store already has.
         guard nextOffset >= horizon.horizonOffset else { throw OpenBucketRefusal.replaying }
-        let held = view.buckets + view.closing
-        // Memory answers every bucket from the oldest closing one, or else from the bucket
+        let held = view.held
+        // Memory answers every bucket from the oldest held one (released, closing or open), or else from the bucket
         // holding the watermark: a later record is either late (in no view) or lands in a
         // bucket starting there or after, which is then held here. A partition that never
         // saw an event (watermark 0) thus answers everything: nothing of it is in the store.

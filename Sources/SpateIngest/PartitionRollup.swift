@@ -288,6 +288,29 @@ public final class PartitionRollup {
     /// Bytes the interner holds (strings, hashes, table).
     public var internerBytes: Int { interner.memoryBytes }
 
+    /// Whether closed buckets stay in memory after their final flush, for the live tier
+    /// (docs/DESIGN.md, "Live dashboards"): an asker whose cached slots have not reached them
+    /// yet gets them from memory instead of searching the store. Off by default; turning it
+    /// off drops what is kept.
+    public var keepsReleased: Bool {
+        get { rollups.first?.keepsReleased ?? false }
+        set {
+            for v in rollups {
+                v.keepsReleased = newValue
+                if !newValue { v.released.removeAll() }
+            }
+        }
+    }
+
+    /// Drops released buckets kept longer than `keepMs` (wall clock, from the first call that
+    /// saw them) and, per view, the oldest beyond `maxCells` cells.
+    public func expireReleased(nowMs: UInt64, keepMs: UInt64, maxCells: Int) {
+        for v in rollups { v.expireReleased(nowMs: nowMs, keepMs: keepMs, maxCells: maxCells) }
+    }
+
+    /// Cells of the released buckets kept for the live tier.
+    public var releasedCells: Int { rollups.reduce(0) { $0 + $1.releasedCells } }
+
     /// Whether closed buckets wait for their final flush.
     public var hasClosedBuckets: Bool { rollups.contains { !$0.closing.isEmpty } }
 
@@ -297,7 +320,7 @@ public final class PartitionRollup {
     /// Open cells across views.
     public var openCells: Int { rollups.reduce(0) { $0 + $1.cellCount } }
 
-    /// Approximate memory of the open state.
+    /// Approximate memory of the open state (and of released buckets kept for the live tier).
     public var memoryBytes: Int { rollups.reduce(0) { $0 + $1.memoryBytes } }
 
     /// The checkpoint this state would have once everything flushed so far is stored.
@@ -327,6 +350,7 @@ public final class PartitionRollup {
                 } else {
                     v.emit(bucket: b, partition: partition, interner: interner, into: &sink)
                 }
+                v.release(b)
             }
             v.closing.removeAll()
             // Top-K views write a bucket only when it closes: until then which cells are in the

@@ -23,6 +23,12 @@ final class ViewRollup {
     var buckets: [BucketCells] = []
     /// Closed buckets waiting for their final flush.
     var closing: [BucketCells] = []
+    /// Closed buckets past their final flush (or closed with nothing left to write), kept for
+    /// the live tier while `keepsReleased` (`PartitionRollup.keepReleased`): ordered by start,
+    /// each with the wall-clock time it was first seen here by `expireReleased` (0: not yet).
+    /// Read-only: never folded into, flushed or saved in a snapshot.
+    var released: [(bucket: BucketCells, sinceMs: UInt64)] = []
+    var keepsReleased = false
     private var key: [UInt64]
     private var last: BucketCells?
     /// Scratch of `fold`, empty between calls: the current chunk's entries and buckets.
@@ -51,7 +57,12 @@ final class ViewRollup {
     }
 
     var cellCount: Int { buckets.reduce(0) { $0 + $1.count } + closing.reduce(0) { $0 + $1.count } }
-    var memoryBytes: Int { buckets.reduce(0) { $0 + $1.memoryBytes } + closing.reduce(0) { $0 + $1.memoryBytes } }
+    var releasedCells: Int { released.reduce(0) { $0 + $1.bucket.count } }
+    var memoryBytes: Int {
+        buckets.reduce(0) { $0 + $1.memoryBytes } + closing.reduce(0) { $0 + $1.memoryBytes } + released.reduce(0) { $0 + $1.bucket.memoryBytes }
+    }
+    /// Every bucket held: open, closing and released.
+    var held: [BucketCells] { buckets + closing + released.map(\.bucket) }
     var isDirty: Bool { (definition.topK == 0 && buckets.contains { !$0.dirtyCells.isEmpty }) || !closing.isEmpty }
 
     @inline(__always)
@@ -285,7 +296,7 @@ final class ViewRollup {
     /// compacted) and rebuilds the bucket tables, whose hashes include the ids.
     func remapStrings(_ map: [UInt32]) {
         guard !stringPositions.isEmpty else { return }
-        for b in buckets + closing {
+        for b in held {
             b.rekey { key in
                 for k in stringPositions { key[k] = UInt64(map[Int(key[k])]) }
                 return key.withUnsafeBufferPointer { Self.keyHash(b.start, $0) }
@@ -297,7 +308,7 @@ final class ViewRollup {
     /// Every string id used by a cell key, passed to `body`.
     func forEachStringID(_ body: (UInt32) -> Void) {
         guard !stringPositions.isEmpty else { return }
-        for b in buckets + closing {
+        for b in held {
             for i in 0..<b.count {
                 let key = b.key(i)
                 for k in stringPositions { body(UInt32(truncatingIfNeeded: key[key.startIndex + k])) }
@@ -311,13 +322,47 @@ final class ViewRollup {
         var keep: [BucketCells] = []
         for b in buckets {
             if b.end <= watermark {
-                if !b.dirtyCells.isEmpty || (definition.topK > 0 && b.count > 0) { closing.append(b) }
+                if !b.dirtyCells.isEmpty || (definition.topK > 0 && b.count > 0) {
+                    closing.append(b)
+                } else if keepsReleased {
+                    release(b)
+                }
             } else {
                 keep.append(b)
             }
         }
         buckets = keep
         last = nil
+    }
+
+    /// Keeps `bucket`, closed and written, for the live tier (when `keepsReleased`).
+    func release(_ bucket: BucketCells) {
+        guard keepsReleased else { return }
+        released.append((bucket, 0))
+        if released.count > 1 && released[released.count - 2].bucket.start > bucket.start {
+            released.sort { $0.bucket.start < $1.bucket.start }
+        }
+    }
+
+    /// Drops the released buckets kept longer than `keepMs` (from when this first saw them,
+    /// `nowMs` on the wall clock), and the oldest while more than `maxCells` cells are kept.
+    /// Always the lowest starts first, and never one starting after a bucket still closing: the
+    /// buckets held then stay every bucket from the oldest held on (what `answerOpen` claims).
+    func expireReleased(nowMs: UInt64, keepMs: UInt64, maxCells: Int) {
+        guard !released.isEmpty else { return }
+        let stamp = max(nowMs, 1)
+        for i in released.indices where released[i].sinceMs == 0 { released[i].sinceMs = stamp }
+        var cells = releasedCells
+        let firstClosing = closing.lazy.map(\.start).min() ?? UInt64.max
+        var drop = 0
+        while drop < released.count, released[drop].bucket.start < firstClosing {
+            let (b, since) = released[drop]
+            let deadline = since > UInt64.max - keepMs ? UInt64.max : since + keepMs
+            guard deadline <= nowMs || cells > maxCells else { break }
+            cells -= b.count
+            drop += 1
+        }
+        released.removeFirst(drop)
     }
 
     /// The dimension values of cell `i`, rendered.

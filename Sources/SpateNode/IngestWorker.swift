@@ -246,7 +246,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         // (final documents, memory to free) are written regardless.
         let storeBehind = counters.pendingDocuments.load(ordering: .relaxed) >= configuration.ingest.maxPendingDocuments
             || Int64(counters.pendingBytes.load(ordering: .relaxed)) >= configuration.ingest.maxPendingBytes
+        let keepMs = UInt64(configuration.query.liveKeepClosed.wholeMilliseconds)
+        let wallMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         for (partition, slot) in slots {
+            slot.rollup.expireReleased(nowMs: wallMs, keepMs: keepMs, maxCells: configuration.query.liveKeepClosedCells)
             if let t = slot.inFlight, let outcome = t.result {
                 slot.inFlight = nil
                 if outcome == .stored { commit(partition, slot, t.resume, sync: false) }
@@ -417,6 +420,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 continue
             }
             let rollup = makeRollup(tp.partition, resume: resume, snapshot: snapshot)
+            rollup.keepsReleased = configuration.query.liveTier && configuration.query.liveKeepClosed > .zero
             slots[tp.partition] = Slot(rollup: rollup)
             slots[tp.partition]?.lastSubmitted = resume
             starts[tp] = resume == nil ? -2 : rollup.nextOffset  // -2: RD_KAFKA_OFFSET_BEGINNING

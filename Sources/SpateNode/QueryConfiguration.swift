@@ -46,6 +46,13 @@ public struct QueryConfiguration: Sendable {
     public var liveTier = true
     /// Deadline of a node-to-node OpenBuckets call and of a worker's answer (`peer_timeout`).
     public var peerTimeout: Duration = .milliseconds(500)
+    /// How long an owner keeps a closed bucket in memory after its final flush, so that askers
+    /// whose cached slots have not reached it yet get it from memory, not from a store search
+    /// (`live_keep_closed`; 0: released at once).
+    public var liveKeepClosed: Duration = .seconds(60)
+    /// At most this many cells of such buckets are kept per partition and view, the oldest
+    /// going first (`live_keep_closed_cells`).
+    public var liveKeepClosedCells = 100_000
     /// CA that peers' TLS certificates are verified against (`peer_ca_file`; default: the
     /// system's roots). Used only when TLS is on.
     public var peerCAFile: String?
@@ -60,6 +67,7 @@ public struct QueryConfiguration: Sendable {
             "query.min_ping_interval = \(minPingInterval)", "query.max_ping_strikes = \(maxPingStrikes)",
             "query.write_stall_timeout = \(writeStallTimeout)", "query.goaway_timeout = \(goAwayTimeout)",
             "query.live_tier = \(liveTier)", "query.peer_timeout = \(peerTimeout)", "query.peer_ca_file = \(peerCAFile ?? "(system roots)")",
+            "query.live_keep_closed = \(liveKeepClosed)", "query.live_keep_closed_cells = \(liveKeepClosedCells)",
         ]
     }
 
@@ -82,6 +90,7 @@ extension NodeConfiguration {
         "token_file", "tls_cert_file", "tls_key_file", "min_refresh", "max_preauth_frame_size", "max_unauthenticated_connections", "max_request_size", "cache_max_bytes",
         "max_metadata_entries", "request_timeout", "handshake_timeout", "max_failed_tokens", "min_ping_interval", "max_ping_strikes",
         "write_stall_timeout", "goaway_timeout", "live_tier", "peer_timeout", "peer_ca_file",
+        "live_keep_closed", "live_keep_closed_cells",
     ]
 
     static func buildQuery(_ t: ConfigTree, environment: [String: String]) throws -> QueryConfiguration {
@@ -150,6 +159,8 @@ extension NodeConfiguration {
         q.peerTimeout = try duration("peer_timeout", .milliseconds(500), .milliseconds(10)...Duration.seconds(60))
         q.peerCAFile = try t.scalar("query.peer_ca_file").flatMap { $0.isEmpty ? nil : $0 }
         if let f = q.peerCAFile, !FileManager.default.isReadableFile(atPath: f) { throw ConfigurationError("query.peer_ca_file", "\(f) is not readable") }
+        q.liveKeepClosed = try duration("live_keep_closed", .seconds(60), .zero...Duration.seconds(3600))
+        q.liveKeepClosedCells = try int("live_keep_closed_cells", 100_000, 0...10_000_000)
         return q
     }
 }

@@ -68,6 +68,88 @@ struct OpenBucketQueryTests {
         #expect(part.slots.values.allSatisfy { $0.groups[excluded] == nil })
     }
 
+    /// Folds one message of `times.count` records at those event times at `offset`.
+    static func fold(_ rollup: PartitionRollup, offset: Int64, times: [UInt64], seed: UInt64) throws {
+        var records = SampleRecords.make(count: times.count, seed: seed, probeID: 3)
+        for i in records.indices {
+            records[i].endTimeMs = times[i]
+            records[i].startTimeMs = times[i]
+        }
+        let bytes = RecordBatchEncoder().encode(RecordBatch(probeID: 3, sequence: UInt64(offset), createdMs: 1, records: records))
+        _ = try bytes.withUnsafeBytes { raw in try RecordBatchDecoder().withBatch(raw) { try rollup.fold(offset: offset, batch: $0) } }
+    }
+
+    static func whole(_ fromMs: [Int32: UInt64] = [:]) -> OpenBucketRequest {
+        OpenBucketRequest(
+            view: "app_1m", startMs: base, endMs: base + 600_000, stepMs: 60_000, filters: [], grouped: .application, sketch: nil, fromMs: fromMs)
+    }
+
+    @Test("closed buckets kept after their final flush are answered as before it, until they expire, oldest first")
+    func keptAfterFlush() throws {
+        let rollup = try Self.rollup(messages: 30, seed: 4)
+        rollup.keepsReleased = true
+        // Every bucket closes; memory answers them while they wait for their flush.
+        rollup.advance(offset: 30, eventTimeMs: Self.base + 1_200_000)
+        let closing = try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits())
+        #expect(closing.slots.count == 4)
+        #expect(closing.heldFromMs == Self.base)
+        var sink = CollectingSink()
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        #expect(!sink.documents.isEmpty)
+        // Flushed and kept: the same answer, from the same oldest bucket; also after the
+        // interner is compacted (the kept cells' strings stay).
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()) == closing)
+        rollup.compactInterner()
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()) == closing)
+        // The first expiry call stamps them; they go `keepMs` later.
+        rollup.expireReleased(nowMs: 1_000, keepMs: 60_000, maxCells: .max)
+        rollup.expireReleased(nowMs: 60_999, keepMs: 60_000, maxCells: .max)
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()) == closing)
+        // Over the cell cap, the oldest go first; what stays is every bucket from the new
+        // oldest on.
+        let lastCells = rollup.releasedCells - 1
+        rollup.expireReleased(nowMs: 60_999, keepMs: 60_000, maxCells: lastCells)
+        let capped = try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits())
+        #expect(capped.heldFromMs == Self.base + 60_000)
+        #expect(capped.slots == closing.slots.filter { $0.key >= Self.base + 60_000 })
+        rollup.expireReleased(nowMs: 61_000, keepMs: 60_000, maxCells: .max)
+        #expect(rollup.releasedCells == 0)
+        let expired = try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits())
+        #expect(expired.slots.isEmpty)
+        #expect(expired.heldFromMs == (Self.base + 1_200_000 - 600_000) / 60_000 * 60_000, "nothing held: the watermark's bucket")
+    }
+
+    @Test("without keeping, a flushed bucket leaves memory at once")
+    func notKept() throws {
+        let rollup = try Self.rollup(messages: 10, seed: 5)
+        rollup.advance(offset: 10, eventTimeMs: Self.base + 1_200_000)
+        var sink = CollectingSink()
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()).slots.isEmpty)
+        #expect(rollup.releasedCells == 0)
+    }
+
+    @Test("a kept bucket never expires before an older bucket still waiting for its flush")
+    func neverPastClosing() throws {
+        let rollup = PartitionRollup(partition: 5, views: [Self.view], latenessMs: 600_000, interner: StringInterner(), resume: .beginning())
+        rollup.keepsReleased = true
+        try Self.fold(rollup, offset: 0, times: [Self.base + 1_000, Self.base + 61_000], seed: 1)
+        var sink = CollectingSink()
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        // Only the older bucket changes after the periodic flush; both then close: the newer,
+        // clean, is kept at once, the older waits for its final flush.
+        try Self.fold(rollup, offset: 1, times: [Self.base + 2_000], seed: 2)
+        rollup.advance(offset: 2, eventTimeMs: Self.base + 1_200_000)
+        rollup.expireReleased(nowMs: 10, keepMs: 0, maxCells: 0)
+        let waiting = try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits())
+        #expect(waiting.heldFromMs == Self.base)
+        #expect(Set(waiting.slots.keys) == [Self.base, Self.base + 60_000], "the newer kept bucket stays while the older one closes")
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        rollup.expireReleased(nowMs: 20, keepMs: 0, maxCells: 0)
+        #expect(rollup.releasedCells == 0)
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()).slots.isEmpty)
+    }
+
     @Test("a partition still replaying below its horizon declines; a grouping the view lacks declines; limits decline")
     func declines() throws {
         let rollup = PartitionRollup(
