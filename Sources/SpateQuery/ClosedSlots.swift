@@ -37,7 +37,8 @@ public struct ClosedSlots: Sendable {
     public private(set) var covered: [Int32: UInt64] = [:]
     /// Slot start → the sum over the partitions cached for it.
     public private(set) var slots: [UInt64: PartialAnswer] = [:]
-    /// Changes on every commit and reset: a fill computed against an older state is not committed.
+    /// Changes on every commit and reset (not when the range slides forward): a fill computed
+    /// against an older state is not committed.
     public private(set) var generation: UInt64 = 0
     /// Estimated bytes held.
     public private(set) var bytes = 0
@@ -75,8 +76,10 @@ public struct ClosedSlots: Sendable {
                 bytes -= part.estimatedBytes
             }
             base = plan.startMs
+            // A fill read before this slide still commits: its slots before the new base are
+            // dropped, the rest are exactly what the partition lacks (covered only moved up to
+            // the base, and nothing else was committed).
             for (p, c) in covered { covered[p] = max(c, base) }
-            generation &+= 1
         }
         var fills: [Fill] = []
         for (p, boundary) in boundaries.sorted(by: { $0.key < $1.key }) {

@@ -46,6 +46,8 @@ public final class IncrementalExecutor: Sendable {
         var entries: [QueryShape: (slots: ClosedSlots, usedMs: UInt64)] = [:]
         var refused: [QueryShape: UInt64] = [:]
         var lastFill: [QueryShape: UInt64] = [:]
+        /// Shapes whose fill runs in the background now.
+        var filling: Set<QueryShape> = []
         var bytes = 0
     }
 
@@ -83,16 +85,18 @@ public final class IncrementalExecutor: Sendable {
             return try await plain.execute(plan, nowMs: nowMs)
         }
         let boundaries = await horizons.current()
-        let (snapshot, fills) = state.withLock { s -> (ClosedSlots, [ClosedSlots.Fill]) in
+        let (snapshot, prepared, cold) = state.withLock { s -> (ClosedSlots, [ClosedSlots.Fill], Bool) in
             var entry = s.entries[shape]?.slots ?? ClosedSlots(base: plan.startMs, stepMs: plan.stepMs)
             let before = entry.bytes
             var fills = entry.prepare(plan, boundaries: boundaries)
+            let cold = entry.covered(after: []).isEmpty
             // Fills are batched: at most one per shape per `fillIntervalMs` once something is
             // cached (partitions close their buckets within seconds of each other; meanwhile
-            // the store part covers what was not filled yet).
+            // the owners' memory and the store part cover what was not filled yet), and one
+            // at a time.
             if !fills.isEmpty {
                 let last = s.lastFill[shape] ?? 0
-                if entry.covered(after: []).isEmpty || nowMs >= last + fillIntervalMs {
+                if cold || (nowMs >= last + fillIntervalMs && !s.filling.contains(shape)) {
                     s.lastFill[shape] = nowMs
                 } else {
                     fills = []
@@ -100,7 +104,15 @@ public final class IncrementalExecutor: Sendable {
             }
             s.bytes += entry.bytes - before
             s.entries[shape] = (entry, clock())
-            return (entry, fills)
+            return (entry, fills, cold)
+        }
+        // Once something is cached, a fill runs in the background and this refresh does not
+        // wait for the store: the slots it would add are still answered by their owners'
+        // memory (closed buckets are kept there a while) or by the store part below.
+        var fills = prepared
+        if !cold && !fills.isEmpty {
+            fillInBackground(plan, shape: shape, fills: fills, generation: snapshot.generation)
+            fills = []
         }
         do {
             let filled = try await fill(plan, fills)
@@ -164,13 +176,35 @@ public final class IncrementalExecutor: Sendable {
             result.storePartitions = UInt32(clamping: known.subtracting(memory.keys).count)
             return result
         } catch is Incomplete {
-            state.withLock { s in
-                if let e = s.entries.removeValue(forKey: shape) { s.bytes -= e.slots.bytes }
-                s.lastFill[shape] = nil
-                s.refused[shape] = nowMs + refusalMs
-            }
+            refuse(shape, nowMs: nowMs)
             plainAnswers.add(1, ordering: .relaxed)
             return try await plain.execute(plan, nowMs: nowMs)
+        }
+    }
+
+    /// Drops `shape`'s cache: it has too many keys to cache, and is answered plainly for
+    /// `refusalMs`.
+    private func refuse(_ shape: QueryShape, nowMs: UInt64) {
+        state.withLock { s in
+            if let e = s.entries.removeValue(forKey: shape) { s.bytes -= e.slots.bytes }
+            s.lastFill[shape] = nil
+            s.refused[shape] = nowMs + refusalMs
+        }
+    }
+
+    /// Reads `fills` and commits them, off the refresh's path (one per shape at a time).
+    private func fillInBackground(_ plan: QueryPlan, shape: QueryShape, fills: [ClosedSlots.Fill], generation: UInt64) {
+        state.withLock { _ = $0.filling.insert(shape) }
+        Task {
+            defer { state.withLock { _ = $0.filling.remove(shape) } }
+            do {
+                let parts = try await fill(plan, fills)
+                try commit(shape, fills: fills, parts: parts, generation: generation)
+            } catch is Incomplete {
+                refuse(shape, nowMs: clock())
+            } catch {
+                // The store failed: the next fill, `fillIntervalMs` later, asks again.
+            }
         }
     }
 

@@ -46,7 +46,15 @@ struct ClosedSlotsTests {
     }
 
     @Test("a moving window over partitions whose boundaries advance unevenly", arguments: 1...12)
-    func model(seed: UInt64) throws {
+    func model(seed: UInt64) throws { try model(seed: seed, background: false) }
+
+    /// As `IncrementalExecutor` does once a shape has slots cached: a fill is read now and
+    /// committed some refreshes later (the window may have slid meanwhile), and the refreshes
+    /// in between answer as if it had not been read.
+    @Test("fills committed in the background, refreshes later", arguments: 1...12)
+    func backgroundFills(seed: UInt64) throws { try model(seed: seed &+ 1000, background: true) }
+
+    func model(seed: UInt64, background: Bool) throws {
         var rng = SplitMix64(seed: seed)
         let step: UInt64 = 60_000
         let partitions = Int32(1 + rng.next() % 6)
@@ -55,6 +63,7 @@ struct ClosedSlotsTests {
         var cache = ClosedSlots(base: 0, stepMs: step)
         var boundaries: [Int32: UInt64] = [:]
         var now: UInt64 = step * 40
+        var pending: (fills: [ClosedSlots.Fill], parts: [UInt64: PartialAnswer], generation: UInt64)?
         for _ in 0..<200 {
             // Records arrive in open slots of some partitions (never before their boundary).
             for p in 0..<partitions where rng.next() % 2 == 0 {
@@ -73,13 +82,24 @@ struct ClosedSlotsTests {
             var start = end > length ? end - length : 0
             if rng.next() % 20 == 0 { start = start > 3 * step ? start - 3 * step : 0 }
             let plan = Self.plan(start: start, end: end, step: step)
-            let fills = cache.prepare(plan, boundaries: boundaries)
+            // A background fill read earlier lands between refreshes: now, later, or never (the
+            // cache was reset meanwhile).
+            if let p = pending, rng.next() % 3 == 0 {
+                try cache.commit(p.fills, parts: p.parts, generation: p.generation)
+                pending = nil
+            }
+            var fills = cache.prepare(plan, boundaries: boundaries)
             let generation = cache.generation
             for f in fills {
                 #expect(f.fromMs >= plan.startMs && f.toMs <= plan.endMs && f.fromMs < f.toMs)
                 #expect(f.toMs <= boundaries[f.partition]!, "a fill reaches past its partition's boundary")
             }
-            let filled = store.fill(fills)
+            var filled = store.fill(fills)
+            if background && !fills.isEmpty && !cache.covered(after: []).isEmpty {
+                if pending == nil { pending = (fills, filled, generation) }
+                fills = []
+                filled = [:]
+            }
             // Owners answer some partitions from memory: every slot from the oldest they hold
             // (and from the asker's cached slots) on; the store answers the gap before it.
             var heldFrom: [Int32: UInt64] = [:]
@@ -94,7 +114,7 @@ struct ClosedSlotsTests {
             for p in store.values.keys { expected += store.sum(p, from: start, to: end) }
             #expect(answer == expected, "seed \(seed): cached + filled + open = \(answer), whole range = \(expected)")
             // Commit only sometimes (a concurrent refresh may have moved the cache meanwhile).
-            if rng.next() % 5 != 0 { try cache.commit(fills, parts: filled, generation: generation) }
+            if !fills.isEmpty && rng.next() % 5 != 0 { try cache.commit(fills, parts: filled, generation: generation) }
         }
     }
 
