@@ -51,7 +51,10 @@ public struct SpateNodeServices: Sendable {
             horizons: ClosedHorizons(
                 client: queryClient, naming: naming, group: configuration.kafka.group, topic: configuration.kafka.topic,
                 latenessMs: UInt64(configuration.ingest.allowedLateness.wholeMilliseconds)),
-            live: askOwners)
+            live: askOwners,
+            // Owners keep released buckets `live_keep_closed`: filling at half that still
+            // reaches them before they go, with fewer searches.
+            fillIntervalMs: max(20_000, UInt64(configuration.query.liveKeepClosed.wholeMilliseconds) / 2))
         let retention = RetentionService(configuration: configuration, client: queryClient, logger: logger)
         let service = QueryService(
             configuration: configuration, elastic: queryClient, engine: engine, version: Self.version,

@@ -30,7 +30,7 @@ public final class IncrementalExecutor: Sendable {
     /// How long a shape that could not be cached is answered by the plain executor.
     public let refusalMs: UInt64
     /// Shortest time between two fills of one shape once it has slots cached.
-    public let fillIntervalMs: UInt64 = 20_000
+    public let fillIntervalMs: UInt64
     private let clock: @Sendable () -> UInt64
     private let state = Mutex(State())
     /// Store searches for slots that closed (fills) and for the open part; plans answered plainly.
@@ -54,7 +54,7 @@ public final class IncrementalExecutor: Sendable {
     /// An executor caching closed slots in at most `maxBytes` (estimated).
     public init(
         plain: QueryExecutor, horizons: ClosedHorizons, maxBytes: Int, maxKeysPerSlot: Int = 2000, refusalMs: UInt64 = 60_000,
-        live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil,
+        live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil, fillIntervalMs: UInt64 = 20_000,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         self.plain = plain
@@ -63,6 +63,7 @@ public final class IncrementalExecutor: Sendable {
         self.maxBytes = maxBytes
         self.maxKeysPerSlot = maxKeysPerSlot
         self.refusalMs = refusalMs
+        self.fillIntervalMs = fillIntervalMs
         self.clock = clock
     }
 

@@ -35,13 +35,14 @@ public final class QueryEngine: Sendable {
     /// cache when `horizons` is given (IncrementalExecutor).
     public init(
         client: ElasticClient, naming: IndexNaming, views: [PlannableView], cacheMaxBytes: Int = 64 << 20,
-        horizons: ClosedHorizons? = nil, live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil,
+        horizons: ClosedHorizons? = nil, live: (@Sendable (OpenBucketRequest) async -> LiveAnswer)? = nil, fillIntervalMs: UInt64 = 20_000,
         clock: @escaping @Sendable () -> UInt64 = { UInt64(Date().timeIntervalSince1970 * 1000) }
     ) {
         planner = QueryPlanner(views: views)
         executor = QueryExecutor(client: client, naming: naming)
         incremental = horizons.map {
-            IncrementalExecutor(plain: QueryExecutor(client: client, naming: naming), horizons: $0, maxBytes: cacheMaxBytes, live: live, clock: clock)
+            IncrementalExecutor(plain: QueryExecutor(client: client, naming: naming), horizons: $0, maxBytes: cacheMaxBytes, live: live, fillIntervalMs: fillIntervalMs,
+                clock: clock)
         }
         self.cacheMaxBytes = cacheMaxBytes
         state = Mutex(State(cache: AnswerCache(maxBytes: cacheMaxBytes)))
