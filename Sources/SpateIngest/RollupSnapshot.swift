@@ -75,7 +75,7 @@ enum RollupSnapshotCodec {
         var map: [UInt32: UInt64] = [0: 0]
         var strings: [UInt32] = []
         for v in rollup.rollups {
-            v.forEachStringID { id in
+            v.forEachStringID(includingReleased: false) { id in
                 if map[id] == nil {
                     strings.append(id)
                     map[id] = UInt64(strings.count)

@@ -305,10 +305,11 @@ final class ViewRollup {
         last = nil
     }
 
-    /// Every string id used by a cell key, passed to `body`.
-    func forEachStringID(_ body: (UInt32) -> Void) {
+    /// Every string id used by a cell key, passed to `body` (of the released buckets too when
+    /// `includingReleased`: the interner must keep their strings, a snapshot does not save them).
+    func forEachStringID(includingReleased: Bool = true, _ body: (UInt32) -> Void) {
         guard !stringPositions.isEmpty else { return }
-        for b in held {
+        for b in includingReleased ? held : buckets + closing {
             for i in 0..<b.count {
                 let key = b.key(i)
                 for k in stringPositions { body(UInt32(truncatingIfNeeded: key[key.startIndex + k])) }

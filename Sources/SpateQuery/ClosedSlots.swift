@@ -25,15 +25,17 @@ public struct StoreRanges: Sendable, Hashable {
 
 /// The cached closed part of one query shape (view, filters, kind, step and range length):
 /// slots — a series step, or the view's bucket for other kinds — each holding the sum over
-/// the partitions that were final for it when it was filled. For partition p the cached slots
-/// are exactly [`base`, `covered[p]`): a slot is filled for p once, when p's boundary passes
-/// its end, and never again, so every (partition, slot) is in the cache or asked of the store,
-/// never both (docs/DESIGN.md, "Live dashboards").
+/// the partitions that were final for it when it was filled. For partition p the cached buckets
+/// are exactly [`base`, `covered[p]`): each bucket is filled for p once, when p's boundary passes
+/// its end, and never again (a slot of several buckets is filled in parts), so every
+/// (partition, bucket) is in the cache or asked elsewhere, never both (docs/DESIGN.md, "Live
+/// dashboards").
 public struct ClosedSlots: Sendable {
     /// First slot kept (the plan's start; a relative range moves it forward).
     public private(set) var base: UInt64
     public let stepMs: UInt64
-    /// Per partition, the end of its cached slots (a multiple of `stepMs`, ≥ `base`).
+    /// Per partition, the end of what is cached for it (the start of a bucket of the view, ≥
+    /// `base`; a slot may hold it partly: the slot's buckets before this point).
     public private(set) var covered: [Int32: UInt64] = [:]
     /// Slot start → the sum over the partitions cached for it.
     public private(set) var slots: [UInt64: PartialAnswer] = [:]
@@ -82,8 +84,12 @@ public struct ClosedSlots: Sendable {
             for (p, c) in covered { covered[p] = max(c, base) }
         }
         var fills: [Fill] = []
+        // Filled up to the last final bucket, not the last final slot: a series slot of many
+        // buckets is cached in parts as its buckets close (the parts add up), so what is left
+        // for the owners' memory and the store is the last minutes, not the rest of the slot.
+        let bucket = max(plan.view.bucketMs, 1)
         for (p, boundary) in boundaries.sorted(by: { $0.key < $1.key }) {
-            let target = min(boundary / stepMs * stepMs, plan.endMs)
+            let target = min(boundary / bucket * bucket, plan.endMs)
             let from = covered[p] ?? base
             if target > from { fills.append(Fill(partition: p, fromMs: from, toMs: target)) }
         }

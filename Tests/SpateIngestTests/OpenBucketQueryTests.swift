@@ -119,14 +119,27 @@ struct OpenBucketQueryTests {
         #expect(expired.heldFromMs == (Self.base + 1_200_000 - 600_000) / 60_000 * 60_000, "nothing held: the watermark's bucket")
     }
 
-    @Test("without keeping, a flushed bucket leaves memory at once")
+    @Test("without keeping, a flushed bucket leaves memory at once; kept buckets change no snapshot and no document")
     func notKept() throws {
         let rollup = try Self.rollup(messages: 10, seed: 5)
-        rollup.advance(offset: 10, eventTimeMs: Self.base + 1_200_000)
+        let keeping = try Self.rollup(messages: 10, seed: 5)
+        keeping.keepsReleased = true
+        // Two buckets close; two stay open.
+        for r in [rollup, keeping] { r.advance(offset: 10, eventTimeMs: Self.base + 720_000) }
         var sink = CollectingSink()
         _ = rollup.flush(due: { _ in true }, into: &sink)
-        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()).slots.isEmpty)
+        var keptSink = CollectingSink()
+        _ = keeping.flush(due: { _ in true }, into: &keptSink)
+        #expect(try rollup.answerOpen(Self.whole(), limits: OpenBucketLimits()).slots.count == 2)
+        #expect(try keeping.answerOpen(Self.whole(), limits: OpenBucketLimits()).slots.count == 4)
         #expect(rollup.releasedCells == 0)
+        #expect(keeping.releasedCells > 0)
+        #expect(keptSink.documents.count == sink.documents.count)
+        #expect(keeping.snapshot() == rollup.snapshot())
+        // Nothing kept is written again.
+        var again = CollectingSink()
+        _ = keeping.flush(due: { _ in true }, into: &again)
+        #expect(again.documents.allSatisfy { $0.bucketStart >= Self.base + 120_000 })
     }
 
     @Test("a kept bucket never expires before an older bucket still waiting for its flush")

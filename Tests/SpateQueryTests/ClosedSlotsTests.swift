@@ -18,11 +18,11 @@ struct ClosedSlotsTests {
             (values[p] ?? [:]).filter { $0.key >= from && $0.key < to }.reduce(0) { $0 + $1.value }
         }
 
-        /// Per slot, what a fill search answers.
-        func fill(_ fills: [ClosedSlots.Fill]) -> [UInt64: PartialAnswer] {
+        /// Per slot of `step`, what a fill search answers (values are kept per bucket).
+        func fill(_ fills: [ClosedSlots.Fill], step: UInt64) -> [UInt64: PartialAnswer] {
             var out: [UInt64: UInt64] = [:]
             for f in fills {
-                for (s, v) in values[f.partition] ?? [:] where s >= f.fromMs && s < f.toMs { out[s, default: 0] += v }
+                for (s, v) in values[f.partition] ?? [:] where s >= f.fromMs && s < f.toMs { out[s / step * step, default: 0] += v }
             }
             return out.mapValues { .value($0) }
         }
@@ -56,7 +56,10 @@ struct ClosedSlotsTests {
 
     func model(seed: UInt64, background: Bool) throws {
         var rng = SplitMix64(seed: seed)
-        let step: UInt64 = 60_000
+        // The view's bucket (app_1m); every other seed a series step of five buckets, whose
+        // slots are cached partly while their buckets close one by one.
+        let bucket: UInt64 = 60_000
+        let step = seed % 2 == 0 ? bucket * 5 : bucket
         let partitions = Int32(1 + rng.next() % 6)
         let length = step * (1 + rng.next() % 30)
         var store = ModelStore()
@@ -67,13 +70,13 @@ struct ClosedSlotsTests {
         for _ in 0..<200 {
             // Records arrive in open slots of some partitions (never before their boundary).
             for p in 0..<partitions where rng.next() % 2 == 0 {
-                let floor = boundaries[p].map { $0 / step * step + ($0 % step == 0 ? 0 : step) } ?? (now - 10 * step)
-                let slot = max(floor, now - step * (rng.next() % 5)) / step * step
-                if slot >= (boundaries[p] ?? 0) { store.values[p, default: [:]][slot, default: 0] += 1 + rng.next() % 100 }
+                let floor = boundaries[p].map { $0 / bucket * bucket + ($0 % bucket == 0 ? 0 : bucket) } ?? (now - 10 * step)
+                let b = max(floor, now - bucket * (rng.next() % 25)) / bucket * bucket
+                if b >= (boundaries[p] ?? 0) { store.values[p, default: [:]][b, default: 0] += 1 + rng.next() % 100 }
             }
             // Some partitions get (or advance) a boundary; one may never have one.
             for p in 1..<max(1, partitions) where rng.next() % 3 == 0 {
-                let b = max(boundaries[p] ?? 0, now - step * (rng.next() % 4) - rng.next() % step)
+                let b = max(boundaries[p] ?? 0, now - bucket * (rng.next() % 20) - rng.next() % bucket)
                 boundaries[p] = b
             }
             if rng.next() % 3 == 0 { now += step / 2 + rng.next() % step }
@@ -93,8 +96,9 @@ struct ClosedSlotsTests {
             for f in fills {
                 #expect(f.fromMs >= plan.startMs && f.toMs <= plan.endMs && f.fromMs < f.toMs)
                 #expect(f.toMs <= boundaries[f.partition]!, "a fill reaches past its partition's boundary")
+                #expect(f.toMs % bucket == 0, "a fill ends at a bucket's start")
             }
-            var filled = store.fill(fills)
+            var filled = store.fill(fills, step: step)
             if background && !fills.isEmpty && !cache.covered(after: []).isEmpty {
                 if pending == nil { pending = (fills, filled, generation) }
                 fills = []
@@ -103,7 +107,7 @@ struct ClosedSlotsTests {
             // Owners answer some partitions from memory: every slot from the oldest they hold
             // (and from the asker's cached slots) on; the store answers the gap before it.
             var heldFrom: [Int32: UInt64] = [:]
-            for p in 0..<partitions where rng.next() % 3 == 0 { heldFrom[p] = (now - step * (rng.next() % 6)) / step * step }
+            for p in 0..<partitions where rng.next() % 3 == 0 { heldFrom[p] = (now - bucket * (rng.next() % 30)) / bucket * bucket }
             let ranges = cache.storeRanges(after: fills, heldFrom: heldFrom, endMs: end)
             var answer = store.open(ranges, start: start, end: end)
             let covered = cache.covered(after: fills)
@@ -120,18 +124,38 @@ struct ClosedSlotsTests {
 
     @Test("a fill computed against an older state is not committed")
     func staleCommit() throws {
-        var cache = ClosedSlots(base: 0, stepMs: 10)
-        let plan = Self.plan(start: 0, end: 100, step: 10)
-        let fills = cache.prepare(plan, boundaries: [0: 50])
-        #expect(fills == [ClosedSlots.Fill(partition: 0, fromMs: 0, toMs: 50)])
+        let m: UInt64 = 60_000
+        var cache = ClosedSlots(base: 0, stepMs: m)
+        let plan = Self.plan(start: 0, end: 10 * m, step: m)
+        let fills = cache.prepare(plan, boundaries: [0: 5 * m])
+        #expect(fills == [ClosedSlots.Fill(partition: 0, fromMs: 0, toMs: 5 * m)])
         let old = cache.generation
         #expect(try cache.commit(fills, parts: [0: .value(5)], generation: old))
         #expect(try !cache.commit(fills, parts: [0: .value(5)], generation: old), "the same fill twice would count twice")
-        #expect(cache.slots(from: 0, to: 100).count == 1)
-        // The window moves on: slot 0 leaves, partition 0 stays covered to 50.
-        #expect(cache.prepare(Self.plan(start: 10, end: 110, step: 10), boundaries: [0: 50]).isEmpty)
-        #expect(cache.slots(from: 0, to: 110).isEmpty)
-        #expect(cache.storeRanges(after: [], endMs: 110).open.map(\.fromMs) == [50])
+        #expect(cache.slots(from: 0, to: 10 * m).count == 1)
+        // The window moves on: slot 0 leaves, partition 0 stays covered to 5 minutes.
+        #expect(cache.prepare(Self.plan(start: m, end: 11 * m, step: m), boundaries: [0: 5 * m]).isEmpty)
+        #expect(cache.slots(from: 0, to: 11 * m).isEmpty)
+        #expect(cache.storeRanges(after: [], endMs: 11 * m).open.map(\.fromMs) == [5 * m])
+    }
+
+    @Test("a series slot of five buckets is cached in parts as its buckets close")
+    func partialSlots() throws {
+        let m: UInt64 = 60_000
+        var cache = ClosedSlots(base: 0, stepMs: 5 * m)
+        let plan = Self.plan(start: 0, end: 10 * m, step: 5 * m)
+        // Partition 0 final to 7.5 minutes: its buckets up to 7 minutes, i.e. slot 0 and two
+        // buckets of slot 5.
+        let fills = cache.prepare(plan, boundaries: [0: 7 * m + m / 2])
+        #expect(fills == [ClosedSlots.Fill(partition: 0, fromMs: 0, toMs: 7 * m)])
+        #expect(try cache.commit(fills, parts: [0: .value(10), 5 * m: .value(3)], generation: cache.generation))
+        #expect(cache.storeRanges(after: [], heldFrom: [0: 6 * m], endMs: 10 * m).open.isEmpty, "memory from 6 min, cache to 7 min: no gap")
+        let later = cache.prepare(plan, boundaries: [0: 9 * m])
+        #expect(later == [ClosedSlots.Fill(partition: 0, fromMs: 7 * m, toMs: 9 * m)])
+        #expect(try cache.commit(later, parts: [5 * m: .value(4)], generation: cache.generation))
+        let slots = cache.slots(from: 0, to: 10 * m)
+        #expect(slots.map(\.start) == [0, 5 * m])
+        if case .value(let v) = slots[1].part { #expect(v == 7, "the slot's parts add up") } else { Issue.record("not a value") }
     }
 
     @Test("horizons: a checkpoint is in force only after it settled, and never moves back")
