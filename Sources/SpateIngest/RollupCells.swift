@@ -42,13 +42,16 @@ struct ReadAhead {
     @inline(__always)
     func slot(hash: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: hash) & mask] }
 
-    /// The key and cell that slot points to, if any (read once the slot is in cache).
+    /// The key and cell that slot points to, if any (read once the slot is in cache). A cell
+    /// (88 bytes, 8-aligned) spans two or three cache lines; its words at 0, 40 and 80 bytes
+    /// lie one in each of them, so the update finds the whole cell in cache.
     @inline(__always)
     func cell(hash: UInt64) -> UInt64 {
         let e = slots[Int(truncatingIfNeeded: hash) & mask]
         guard e != 0 else { return 0 }
         let i = Int(e & 0xFFFF_FFFF) - 1
-        return keys[i * width] &+ cells[i].records
+        let c = cells[i]
+        return keys[i * width] &+ c.records &+ c.packetsDown &+ (c.dirty ? 1 : 0)
     }
 }
 

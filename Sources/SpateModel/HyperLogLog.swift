@@ -246,6 +246,9 @@ public struct HyperLogLog: Sendable, Hashable {
 /// index (0 marks an empty slot: rho is never 0). Cheaper than a Dictionary per add.
 struct SparseEntries: Sendable, Hashable {
     private var slots: [UInt32] = [UInt32](repeating: 0, count: 16)
+    /// `slots.count - 1`, kept here so that a probe's address depends on this struct only, not
+    /// on the array's header (one dependent cache miss less per add in a large table).
+    private var mask = 15
     private(set) var count = 0
 
     var capacity: Int { slots.count }
@@ -253,7 +256,6 @@ struct SparseEntries: Sendable, Hashable {
     /// Sets rho for `index` to the larger of old and new; true when `index` was new.
     @inline(__always)
     mutating func update(index: UInt32, rho: UInt8) -> Bool {
-        let mask = slots.count - 1
         var slot = Int(truncatingIfNeeded: index &* 0x9E37_79B1) & mask
         while true {
             let e = slots[slot]
@@ -273,11 +275,12 @@ struct SparseEntries: Sendable, Hashable {
 
     /// The first slot `update(index:rho:)` probes for `index`, read (see `HyperLogLog.readAhead`).
     @inline(__always)
-    func readAhead(index: UInt32) -> UInt32 { slots[Int(truncatingIfNeeded: index &* 0x9E37_79B1) & (slots.count - 1)] }
+    func readAhead(index: UInt32) -> UInt32 { slots[Int(truncatingIfNeeded: index &* 0x9E37_79B1) & mask] }
 
     private mutating func grow() {
         let old = slots
         slots = [UInt32](repeating: 0, count: old.count * 2)
+        mask = slots.count - 1
         count = 0
         for e in old where e != 0 { _ = update(index: e >> 6, rho: UInt8(e & 0x3f)) }
     }
