@@ -30,6 +30,7 @@ final class ViewRollup {
     private var chunkBuckets: [BucketCells] = []
     private var chunkKeys: [UInt64] = []
     private var chunkHashes: [UInt64] = []
+    private var grouping = CellGrouping()
     /// What the read-ahead passes loaded, kept so that the loads are not optimized away.
     private var readAheadSink: UInt64 = 0
     /// The view's dimensions (a copy, read per record without touching `definition`).
@@ -176,7 +177,7 @@ final class ViewRollup {
             }
         }
         // Phase 3: group by (bucket, cell); within a cell, records stay in order.
-        entries.sort()
+        grouping.sort(&entries)
         // Phase 4: each touched cell once, with all of its records, after reading ahead what
         // its sketches' adds will touch.
         entries.withUnsafeBufferPointer { e in
