@@ -14,26 +14,24 @@ struct CellGrouping {
     private var scratch: [UInt64] = []
 
     /// Sorts `entries` by bits 16..<64, stably.
-    mutating func sort(_ entries: inout [UInt64]) {
+    mutating func sort(_ entries: UnsafeMutableBufferPointer<UInt64>) {
         let n = entries.count
-        guard n > 1 else { return }
+        guard n > 1, let base = entries.baseAddress else { return }
         if scratch.count < n { scratch = [UInt64](repeating: 0, count: n) }
         var keys: UInt64 = 0
         for e in entries { keys |= e }
         keys >>= 16
-        entries.withUnsafeMutableBufferPointer { e in
-            scratch.withUnsafeMutableBufferPointer { s in
-                counts.withUnsafeMutableBufferPointer { c in
-                    var source = e.baseAddress!
-                    var target = s.baseAddress!
-                    var shift: UInt64 = 16
-                    while keys != 0 {
-                        if Self.pass(source, target, n, shift: shift, counts: c) { swap(&source, &target) }
-                        keys >>= 8
-                        shift += 8
-                    }
-                    if source != e.baseAddress! { e.baseAddress!.update(from: source, count: n) }
+        scratch.withUnsafeMutableBufferPointer { s in
+            counts.withUnsafeMutableBufferPointer { c in
+                var source = base
+                var target = s.baseAddress!
+                var shift: UInt64 = 16
+                while keys != 0 {
+                    if Self.pass(source, target, n, shift: shift, counts: c) { swap(&source, &target) }
+                    keys >>= 8
+                    shift += 8
                 }
+                if source != base { base.update(from: source, count: n) }
             }
         }
     }
