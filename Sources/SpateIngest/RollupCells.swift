@@ -66,14 +66,14 @@ final class BucketCells {
     let firstOffset: Int64
     let maxEventTsBeforeFirst: UInt64
     private(set) var keys: [UInt64] = []
-    private(set) var hashes: [UInt64] = []
     var cells: [RollupCell] = []
     var subscriberSketches: [HyperLogLog] = []
     var rttSketches: [QuantileSketch] = []
     /// Open addressing: each slot holds `hash >> 32 << 32 | (cell index + 1)`, 0 when empty,
     /// so a probe compares 32 hash bits (and, by the slot's position, more) without touching
-    /// the key arrays; on a match it compares the key words — not `hashes`, whose read would be
-    /// one more cache miss in a large table for a check that almost never fails.
+    /// the key arrays; on a match it compares the key words. Key hashes are not kept per cell
+    /// (8 bytes a cell, ~10^5 cells per partition and bucket in a subscriber view): growing the
+    /// table computes them again from the keys.
     private var slots: [UInt64]
     private var mask: Int
     /// Indices of cells changed since their last flush.
@@ -115,7 +115,6 @@ final class BucketCells {
         }
         let i = cells.count
         for w in 0..<width { keys.append(key[w]) }
-        hashes.append(hash)
         cells.append(RollupCell())
         if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
         if trackRTT { rttSketches.append(QuantileSketch()) }
@@ -168,13 +167,20 @@ final class BucketCells {
     }
 
     private func grow() {
-        let size = slots.count * 2
+        rebuild(size: slots.count * 2) { i in
+            keys.withUnsafeBufferPointer { ViewRollup.keyHash(start, UnsafeBufferPointer(rebasing: $0[(i * width)..<((i + 1) * width)])) }
+        }
+    }
+
+    /// Refills the table, `size` slots, with every cell by its key hash `hash(i)`.
+    private func rebuild(size: Int, hash: (Int) -> UInt64) {
         slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
         for i in 0..<cells.count {
-            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
+            let h = hash(i)
+            var slot = Int(truncatingIfNeeded: h) & mask
             while slots[slot] != 0 { slot = (slot + 1) & mask }
-            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
+            slots[slot] = h & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
         }
     }
 
@@ -182,17 +188,13 @@ final class BucketCells {
     /// rebuilds the table: used when the interner is compacted and string ids change.
     func rekey(_ transform: (inout [UInt64]) -> UInt64) {
         var key = [UInt64](repeating: 0, count: width)
+        var hashes = [UInt64](repeating: 0, count: cells.count)
         for i in 0..<cells.count {
             for w in 0..<width { key[w] = keys[i * width + w] }
             hashes[i] = transform(&key)
             for w in 0..<width { keys[i * width + w] = key[w] }
         }
-        slots = [UInt64](repeating: 0, count: slots.count)
-        for i in 0..<cells.count {
-            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
-            while slots[slot] != 0 { slot = (slot + 1) & mask }
-            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
-        }
+        rebuild(size: slots.count) { hashes[$0] }
     }
 
     /// The key words of cell `i`.
@@ -200,7 +202,7 @@ final class BucketCells {
 
     /// Approximate memory held, for backpressure accounting.
     var memoryBytes: Int {
-        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width + 8) + slots.count * 8
+        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width) + slots.count * 8
         if trackSubscribers { total += subscriberSketches.reduce(0) { $0 + $1.memoryBytes } }
         if trackRTT { total += rttSketches.reduce(0) { $0 + $1.memoryBytes } }
         return total
