@@ -14,6 +14,9 @@ struct SparseEntries: Sendable, Hashable {
     private(set) var sorted: [UInt32] = []
     /// Recent adds, in arrival order; may repeat each other and `sorted`.
     private var buffered: [UInt32] = []
+    /// `bufferLimit(sorted: sorted.count)`, kept here: an add then touches the buffer only, not
+    /// the header of `sorted` (a cache miss of its own in a large sketch).
+    private var limit = Self.bufferLimit(sorted: 0)
 
     /// Distinct indices among the merged entries (the buffer is not counted).
     var count: Int { sorted.count }
@@ -29,13 +32,13 @@ struct SparseEntries: Sendable, Hashable {
     @inline(__always)
     mutating func buffer(_ word: UInt32) -> Bool {
         buffered.append(word)
-        return buffered.count >= Self.bufferLimit(sorted: sorted.count)
+        return buffered.count >= limit
     }
 
-    /// Reads the buffer's header, which the next `buffer(_:)` writes (meaningless to the caller:
-    /// see `HyperLogLog.readAhead`).
+    /// Reads the buffer's header and its last word, next to which `buffer(_:)` writes
+    /// (meaningless to the caller: see `HyperLogLog.readAhead`).
     @inline(__always)
-    func readAhead() -> UInt32 { UInt32(truncatingIfNeeded: buffered.count) }
+    func readAhead() -> UInt32 { buffered.last ?? 0 }
 
     /// Appends a word not below the last one (deserialization): a word of the last index
     /// replaces it (same index, rho at least as large).
@@ -45,6 +48,7 @@ struct SparseEntries: Sendable, Hashable {
         } else {
             sorted.append(word)
         }
+        limit = Self.bufferLimit(sorted: sorted.count)
     }
 
     /// Merges the buffer into the sorted entries, keeping the largest rho per index.
@@ -53,12 +57,14 @@ struct SparseEntries: Sendable, Hashable {
         Self.radixSort(&buffered)
         Self.union(into: &sorted, buffered)
         buffered.removeAll(keepingCapacity: true)
+        limit = Self.bufferLimit(sorted: sorted.count)
     }
 
     /// Adds the merged entries of `other` (which has nothing buffered).
     mutating func merge(_ other: SparseEntries) {
         mergeBuffered()
         Self.union(into: &sorted, other.sorted)
+        limit = Self.bufferLimit(sorted: sorted.count)
     }
 
     /// Calls `body` with each merged entry's index and rho, in index order.
