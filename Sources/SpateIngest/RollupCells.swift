@@ -10,9 +10,13 @@ enum CellSum {
     static func add(_ a: UInt64, _ v: UInt64) -> UInt64 { a.saturatingAdd(v, limit: max) }
 }
 
-/// The summed metrics of one (view, bucket, dimensions) cell.
+/// The summed metrics of one (view, bucket, dimensions) cell: 80 bytes, so that a cell spans
+/// two cache lines, never three (an array's elements start 16-byte aligned).
 struct RollupCell {
-    var records: UInt64 = 0
+    /// The record count, and in bit 63 the dirty flag: every sum stops at `CellSum.max`
+    /// (Int64.max), so bit 63 of a sum is always clear. A flag of its own would make the cell
+    /// 88 bytes: 8 more per cell, and a third cache line for some cells.
+    private var recordsAndDirty: UInt64 = 0
     var flows: UInt64 = 0
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
@@ -24,7 +28,17 @@ struct RollupCell {
     var rttMax: UInt32 = 0
     /// The offset of the last record folded in: the document's version.
     var lastOffset: Int64 = -1
-    var dirty = false
+
+    var records: UInt64 {
+        get { recordsAndDirty & CellSum.max }
+        set { recordsAndDirty = recordsAndDirty & ~CellSum.max | newValue & CellSum.max }
+    }
+
+    /// Whether the cell changed since its last flush.
+    var dirty: Bool {
+        get { recordsAndDirty > CellSum.max }
+        set { recordsAndDirty = recordsAndDirty & CellSum.max | (newValue ? ~CellSum.max : 0) }
+    }
 }
 
 /// A bucket table's memory seen by a read-ahead pass: the loads `cellIndex` and a cell update
@@ -43,15 +57,15 @@ struct ReadAhead {
     func slot(hash: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: hash) & mask] }
 
     /// The key and cell that slot points to, if any (read once the slot is in cache). A cell
-    /// (88 bytes, 8-aligned) spans two or three cache lines; its words at 0, 40 and 80 bytes
-    /// lie one in each of them, so the update finds the whole cell in cache.
+    /// spans at most two cache lines; its first and last words lie one in each, so the update
+    /// finds the whole cell in cache.
     @inline(__always)
     func cell(hash: UInt64) -> UInt64 {
         let e = slots[Int(truncatingIfNeeded: hash) & mask]
         guard e != 0 else { return 0 }
         let i = Int(e & 0xFFFF_FFFF) - 1
         let c = cells[i]
-        return keys[i * width] &+ c.records &+ c.packetsDown &+ (c.dirty ? 1 : 0)
+        return keys[i * width] &+ c.records &+ UInt64(bitPattern: c.lastOffset)
     }
 }
 
