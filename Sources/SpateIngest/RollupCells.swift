@@ -98,7 +98,12 @@ final class BucketCells {
     /// Approximate bytes held by the sketches.
     private(set) var sketchBytes = 0
 
-    init(start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition) {
+    /// `expectedCells`: room to reserve (keys, cells, sketches, and a table that holds them
+    /// without growing); 0 starts small.
+    init(
+        start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition,
+        expectedCells: Int = 0
+    ) {
         self.start = start
         end = start > UInt64.max - width ? .max : start + width
         self.width = keyWidth
@@ -107,8 +112,16 @@ final class BucketCells {
         trackSubscribers = view.sketches.contains(.subscribers)
         trackRTT = view.sketches.contains(.rtt)
         hllPrecision = view.hllPrecision
-        slots = [UInt64](repeating: 0, count: 64)
-        mask = 63
+        var size = 64
+        while size < 2 * expectedCells { size *= 2 }
+        slots = [UInt64](repeating: 0, count: size)
+        mask = size - 1
+        if expectedCells > 0 {
+            keys.reserveCapacity(expectedCells * keyWidth)
+            cells.reserveCapacity(expectedCells)
+            if trackSubscribers { subscriberSketches.reserveCapacity(expectedCells) }
+            if trackRTT { rttSketches.reserveCapacity(expectedCells) }
+        }
     }
 
     var count: Int { cells.count }
@@ -128,7 +141,7 @@ final class BucketCells {
             slot = (slot + 1) & mask
         }
         let i = cells.count
-        for w in 0..<width { keys.append(key[w]) }
+        keys.append(contentsOf: UnsafeBufferPointer(start: key, count: width))
         cells.append(RollupCell())
         if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
         if trackRTT { rttSketches.append(QuantileSketch()) }

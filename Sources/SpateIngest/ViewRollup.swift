@@ -61,9 +61,14 @@ final class ViewRollup {
             last = b
             return b
         }
+        // A bucket after every open one is sized for as many cells as the newest bucket holds
+        // so far (at most memory already in use): its table does not grow and copy its way up
+        // from 64 slots, faulting in new pages at each step. An older bucket (late records)
+        // starts small.
+        let newest = buckets.last.map { $0.start < start } ?? false
         let b = BucketCells(
             start: start, width: definition.bucketMs, keyWidth: width, firstOffset: offset,
-            maxEventTsBeforeFirst: maxEventTsBefore, view: definition)
+            maxEventTsBeforeFirst: maxEventTsBefore, view: definition, expectedCells: newest ? buckets.last?.count ?? 0 : 0)
         buckets.append(b)
         buckets.sort { $0.start < $1.start }
         last = b
