@@ -54,7 +54,7 @@ struct SparseEntries: Sendable, Hashable {
     /// Merges the buffer into the sorted entries, keeping the largest rho per index.
     mutating func mergeBuffered() {
         guard !buffered.isEmpty else { return }
-        Self.radixSort(&buffered)
+        Self.sortWords(&buffered)
         Self.union(into: &sorted, buffered)
         buffered.removeAll(keepingCapacity: true)
         limit = Self.bufferLimit(sorted: sorted.count)
@@ -117,48 +117,22 @@ struct SparseEntries: Sendable, Hashable {
         a.removeLast(unused)
     }
 
-    /// Sorts words ascending: insertion sort when short, else four 8-bit passes of a least-
-    /// significant-digit radix sort (a comparison sort mispredicts a branch at every compare).
-    private static func radixSort(_ words: inout [UInt32]) {
+    /// Sorts words ascending: insertion sort when short, else `RadixSort`.
+    private static func sortWords(_ words: inout [UInt32]) {
         let n = words.count
-        if n <= 64 {
-            words.withUnsafeMutableBufferPointer { w in
-                for i in 1..<max(1, n) {
-                    let x = w[i]
-                    var k = i
-                    while k > 0 && w[k - 1] > x {
-                        w[k] = w[k - 1]
-                        k -= 1
-                    }
-                    w[k] = x
-                }
-            }
-            return
-        }
         words.withUnsafeMutableBufferPointer { w in
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { s in
-                withUnsafeTemporaryAllocation(of: Int.self, capacity: 256) { c in
-                    var source = w.baseAddress!
-                    var target = s.baseAddress!
-                    // Four passes (an even number): the result ends in `words`.
-                    for shift: UInt32 in [0, 8, 16, 24] {
-                        c.update(repeating: 0)
-                        for i in 0..<n { c[Int(source[i] >> shift & 0xff)] += 1 }
-                        var sum = 0
-                        for d in 0..<256 {
-                            let k = c[d]
-                            c[d] = sum
-                            sum += k
-                        }
-                        for i in 0..<n {
-                            let x = source[i]
-                            let d = Int(x >> shift & 0xff)
-                            target[c[d]] = x
-                            c[d] += 1
-                        }
-                        swap(&source, &target)
-                    }
+            if n > 64 {
+                withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { RadixSort.sort(w, scratch: $0) }
+                return
+            }
+            for i in 1..<max(1, n) {
+                let x = w[i]
+                var k = i
+                while k > 0 && w[k - 1] > x {
+                    w[k] = w[k - 1]
+                    k -= 1
                 }
+                w[k] = x
             }
         }
     }
