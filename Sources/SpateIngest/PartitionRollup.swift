@@ -169,7 +169,9 @@ public final class PartitionRollup {
         let stride = stringFields.count
         // Pass 1: resolve every string first, so a bad one rejects the whole message untouched.
         // The strings are hashed and the interner's memory for them read ahead first (most
-        // subscribers miss the caches), then interned.
+        // subscribers miss the caches), then interned. The read-ahead loops are separate from
+        // the hashing: a loop that only loads keeps many misses in flight, one that also hashes
+        // six strings per record keeps one or two.
         if scratchIDs.count < n * stride { scratchIDs = [UInt32](repeating: 0, count: n * stride) }
         if stringHashes.count < n * stride { stringHashes = [UInt64](repeating: 0, count: n * stride) }
         let interner = self.interner
@@ -177,12 +179,9 @@ public final class PartitionRollup {
         stringHashes.withUnsafeMutableBufferPointer { hashes in
             for i in 0..<n {
                 let r = batch[i]
-                for k in 0..<stride {
-                    let h = StringInterner.hash(Self.string(stringFields[k], of: r))
-                    hashes[i * stride + k] = h
-                    readAhead &+= interner.readAhead(hash: h)
-                }
+                for k in 0..<stride { hashes[i * stride + k] = StringInterner.hash(Self.string(stringFields[k], of: r)) }
             }
+            for h in hashes.prefix(n * stride) { readAhead &+= interner.readAhead(hash: h) }
             for h in hashes.prefix(n * stride) { readAhead &+= interner.readAheadString(hash: h) }
         }
         readAheadSink = readAhead

@@ -10,9 +10,13 @@ enum CellSum {
     static func add(_ a: UInt64, _ v: UInt64) -> UInt64 { a.saturatingAdd(v, limit: max) }
 }
 
-/// The summed metrics of one (view, bucket, dimensions) cell.
+/// The summed metrics of one (view, bucket, dimensions) cell: 80 bytes, so that a cell spans
+/// two cache lines, never three (an array's elements start 16-byte aligned).
 struct RollupCell {
-    var records: UInt64 = 0
+    /// The record count, and in bit 63 the dirty flag: every sum stops at `CellSum.max`
+    /// (Int64.max), so bit 63 of a sum is always clear. A flag of its own would make the cell
+    /// 88 bytes: 8 more per cell, and a third cache line for some cells.
+    private var recordsAndDirty: UInt64 = 0
     var flows: UInt64 = 0
     var bytesUp: UInt64 = 0
     var bytesDown: UInt64 = 0
@@ -24,7 +28,17 @@ struct RollupCell {
     var rttMax: UInt32 = 0
     /// The offset of the last record folded in: the document's version.
     var lastOffset: Int64 = -1
-    var dirty = false
+
+    var records: UInt64 {
+        get { recordsAndDirty & CellSum.max }
+        set { recordsAndDirty = recordsAndDirty & ~CellSum.max | newValue & CellSum.max }
+    }
+
+    /// Whether the cell changed since its last flush.
+    var dirty: Bool {
+        get { recordsAndDirty > CellSum.max }
+        set { recordsAndDirty = recordsAndDirty & CellSum.max | (newValue ? ~CellSum.max : 0) }
+    }
 }
 
 /// A bucket table's memory seen by a read-ahead pass: the loads `cellIndex` and a cell update
@@ -42,13 +56,16 @@ struct ReadAhead {
     @inline(__always)
     func slot(hash: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: hash) & mask] }
 
-    /// The key and cell that slot points to, if any (read once the slot is in cache).
+    /// The key and cell that slot points to, if any (read once the slot is in cache). A cell
+    /// spans at most two cache lines; its first and last words lie one in each, so the update
+    /// finds the whole cell in cache.
     @inline(__always)
     func cell(hash: UInt64) -> UInt64 {
         let e = slots[Int(truncatingIfNeeded: hash) & mask]
         guard e != 0 else { return 0 }
         let i = Int(e & 0xFFFF_FFFF) - 1
-        return keys[i * width] &+ cells[i].records
+        let c = cells[i]
+        return keys[i * width] &+ c.records &+ UInt64(bitPattern: c.lastOffset)
     }
 }
 
@@ -63,14 +80,14 @@ final class BucketCells {
     let firstOffset: Int64
     let maxEventTsBeforeFirst: UInt64
     private(set) var keys: [UInt64] = []
-    private(set) var hashes: [UInt64] = []
     var cells: [RollupCell] = []
     var subscriberSketches: [HyperLogLog] = []
     var rttSketches: [QuantileSketch] = []
     /// Open addressing: each slot holds `hash >> 32 << 32 | (cell index + 1)`, 0 when empty,
     /// so a probe compares 32 hash bits (and, by the slot's position, more) without touching
-    /// the key arrays; on a match it compares the key words — not `hashes`, whose read would be
-    /// one more cache miss in a large table for a check that almost never fails.
+    /// the key arrays; on a match it compares the key words. Key hashes are not kept per cell
+    /// (8 bytes a cell, ~10^5 cells per partition and bucket in a subscriber view): growing the
+    /// table computes them again from the keys.
     private var slots: [UInt64]
     private var mask: Int
     /// Indices of cells changed since their last flush.
@@ -81,7 +98,12 @@ final class BucketCells {
     /// Approximate bytes held by the sketches.
     private(set) var sketchBytes = 0
 
-    init(start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition) {
+    /// `expectedCells`: room to reserve (keys, cells, sketches, and a table that holds them
+    /// without growing); 0 starts small.
+    init(
+        start: UInt64, width: UInt64, keyWidth: Int, firstOffset: Int64, maxEventTsBeforeFirst: UInt64, view: ViewDefinition,
+        expectedCells: Int = 0
+    ) {
         self.start = start
         end = start > UInt64.max - width ? .max : start + width
         self.width = keyWidth
@@ -90,8 +112,16 @@ final class BucketCells {
         trackSubscribers = view.sketches.contains(.subscribers)
         trackRTT = view.sketches.contains(.rtt)
         hllPrecision = view.hllPrecision
-        slots = [UInt64](repeating: 0, count: 64)
-        mask = 63
+        var size = 64
+        while size < 2 * expectedCells { size *= 2 }
+        slots = [UInt64](repeating: 0, count: size)
+        mask = size - 1
+        if expectedCells > 0 {
+            keys.reserveCapacity(expectedCells * keyWidth)
+            cells.reserveCapacity(expectedCells)
+            if trackSubscribers { subscriberSketches.reserveCapacity(expectedCells) }
+            if trackRTT { rttSketches.reserveCapacity(expectedCells) }
+        }
     }
 
     var count: Int { cells.count }
@@ -111,8 +141,7 @@ final class BucketCells {
             slot = (slot + 1) & mask
         }
         let i = cells.count
-        for w in 0..<width { keys.append(key[w]) }
-        hashes.append(hash)
+        keys.append(contentsOf: UnsafeBufferPointer(start: key, count: width))
         cells.append(RollupCell())
         if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
         if trackRTT { rttSketches.append(QuantileSketch()) }
@@ -165,13 +194,20 @@ final class BucketCells {
     }
 
     private func grow() {
-        let size = slots.count * 2
+        rebuild(size: slots.count * 2) { i in
+            keys.withUnsafeBufferPointer { ViewRollup.keyHash(start, UnsafeBufferPointer(rebasing: $0[(i * width)..<((i + 1) * width)])) }
+        }
+    }
+
+    /// Refills the table, `size` slots, with every cell by its key hash `hash(i)`.
+    private func rebuild(size: Int, hash: (Int) -> UInt64) {
         slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
         for i in 0..<cells.count {
-            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
+            let h = hash(i)
+            var slot = Int(truncatingIfNeeded: h) & mask
             while slots[slot] != 0 { slot = (slot + 1) & mask }
-            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
+            slots[slot] = h & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
         }
     }
 
@@ -179,17 +215,13 @@ final class BucketCells {
     /// rebuilds the table: used when the interner is compacted and string ids change.
     func rekey(_ transform: (inout [UInt64]) -> UInt64) {
         var key = [UInt64](repeating: 0, count: width)
+        var hashes = [UInt64](repeating: 0, count: cells.count)
         for i in 0..<cells.count {
             for w in 0..<width { key[w] = keys[i * width + w] }
             hashes[i] = transform(&key)
             for w in 0..<width { keys[i * width + w] = key[w] }
         }
-        slots = [UInt64](repeating: 0, count: slots.count)
-        for i in 0..<cells.count {
-            var slot = Int(truncatingIfNeeded: hashes[i]) & mask
-            while slots[slot] != 0 { slot = (slot + 1) & mask }
-            slots[slot] = hashes[i] & 0xFFFF_FFFF_0000_0000 | UInt64(i + 1)
-        }
+        rebuild(size: slots.count) { hashes[$0] }
     }
 
     /// The key words of cell `i`.
@@ -197,7 +229,7 @@ final class BucketCells {
 
     /// Approximate memory held, for backpressure accounting.
     var memoryBytes: Int {
-        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width + 8) + slots.count * 8
+        var total = cells.count * (MemoryLayout<RollupCell>.stride + 8 * width) + slots.count * 8
         if trackSubscribers { total += subscriberSketches.reduce(0) { $0 + $1.memoryBytes } }
         if trackRTT { total += rttSketches.reduce(0) { $0 + $1.memoryBytes } }
         return total

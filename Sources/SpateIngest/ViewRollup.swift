@@ -29,13 +29,14 @@ final class ViewRollup {
     /// Read-only: never folded into, flushed or saved in a snapshot.
     var released: [(bucket: BucketCells, sinceMs: UInt64)] = []
     var keepsReleased = false
-    private var key: [UInt64]
     private var last: BucketCells?
-    /// Scratch of `fold`, empty between calls: the current chunk's entries and buckets.
+    /// Scratch of `fold`, holding nothing between calls: the current chunk's entries, keys,
+    /// key hashes and buckets.
     private var entries: [UInt64] = []
     private var chunkBuckets: [BucketCells] = []
     private var chunkKeys: [UInt64] = []
     private var chunkHashes: [UInt64] = []
+    private var grouping = CellGrouping()
     /// What the read-ahead passes loaded, kept so that the loads are not optimized away.
     private var readAheadSink: UInt64 = 0
     /// The view's dimensions (a copy, read per record without touching `definition`).
@@ -49,7 +50,6 @@ final class ViewRollup {
         self.definition = definition
         width = definition.dimensions.count
         bucketMs = definition.bucketMs
-        key = [UInt64](repeating: 0, count: definition.dimensions.count)
         let slots = definition.dimensions.map { stringFields.firstIndex(of: $0) ?? -1 }
         stringSlots = slots
         stringPositions = slots.indices.filter { slots[$0] >= 0 }
@@ -72,9 +72,14 @@ final class ViewRollup {
             last = b
             return b
         }
+        // A bucket after every open one is sized for as many cells as the newest bucket holds
+        // so far (at most memory already in use): its table does not grow and copy its way up
+        // from 64 slots, faulting in new pages at each step. An older bucket (late records)
+        // starts small.
+        let newest = buckets.last.map { $0.start < start } ?? false
         let b = BucketCells(
             start: start, width: definition.bucketMs, keyWidth: width, firstOffset: offset,
-            maxEventTsBeforeFirst: maxEventTsBefore, view: definition)
+            maxEventTsBeforeFirst: maxEventTsBefore, view: definition, expectedCells: newest ? buckets.last?.count ?? 0 : 0)
         buckets.append(b)
         buckets.sort { $0.start < $1.start }
         last = b
@@ -121,46 +126,56 @@ final class ViewRollup {
         batch: DecodedBatch, inputs: UnsafeBufferPointer<FoldInput>, ids: UnsafeBufferPointer<UInt32>, stride: Int,
         offset: Int64, maxEventTsBefore: UInt64, replayWatermark: UInt64?
     ) {
+        // The scratch arrays are sized once for the longest chunk seen (≤ chunkRecords) and
+        // written through pointers: an append per key word checked uniqueness and capacity,
+        // ~20 calls per record across the views.
+        let n = inputs.count
+        if entries.count < n { entries = [UInt64](repeating: 0, count: n) }
+        if chunkHashes.count < n { chunkHashes = [UInt64](repeating: 0, count: n) }
+        if chunkKeys.count < n * width { chunkKeys = [UInt64](repeating: 0, count: n * width) }
+        chunkBuckets.removeAll(keepingCapacity: true)
+        var readAhead: UInt64 = 0
         // Phase 1, in record order: each record's bucket, key and key hash; entry = bucket
         // ordinal (in `chunkBuckets`) << 48 | position in `inputs` (< 2^16: chunkRecords).
-        entries.removeAll(keepingCapacity: true)
-        chunkBuckets.removeAll(keepingCapacity: true)
-        chunkKeys.removeAll(keepingCapacity: true)
-        chunkHashes.removeAll(keepingCapacity: true)
-        var readAhead: UInt64 = 0
-        key.withUnsafeMutableBufferPointer { kp in
-            // The bucket of the previous record: most records of a message share it, and looking
-            // it up only when the start changes keeps references (atomics) out of the loop.
-            var ordinal = -1
-            var ordinalStart: UInt64 = 0
-            for p in 0..<inputs.count {
-                let r = batch[inputs[p].record]
-                let ts = r.endTimeMs
-                if let replayWatermark, replaySkips(eventTimeMs: ts, replayWatermark: replayWatermark) { continue }
-                let bucketStart = ts - ts % bucketMs
-                if ordinal < 0 || bucketStart != ordinalStart {
-                    let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
-                    ordinal = chunkBuckets.firstIndex { $0 === b } ?? chunkBuckets.count
-                    if ordinal == chunkBuckets.count { chunkBuckets.append(b) }
-                    ordinalStart = bucketStart
-                }
-                let idBase = inputs[p].record * stride
-                for k in 0..<kp.count {
-                    let v: UInt64
-                    switch dimensions[k] {
-                    case .probe: v = UInt64(r.probeID)
-                    case .interface: v = UInt64(r.interfaceIndex)
-                    case .l4Protocol: v = UInt64(r.l4Protocol)
-                    case .serverPort: v = UInt64(r.serverPort)
-                    case .serverPrefix: v = Self.prefix(r.serverIP)
-                    case .clientPrefix: v = Self.prefix(r.clientIP)
-                    default: v = UInt64(ids[idBase + stringSlots[k]])
+        // `m` records are kept (a replay skips some).
+        var m = 0
+        entries.withUnsafeMutableBufferPointer { e in
+            chunkHashes.withUnsafeMutableBufferPointer { hashes in
+                chunkKeys.withUnsafeMutableBufferPointer { keys in
+                    // The bucket of the previous record: most records of a message share it, and
+                    // looking it up only when the start changes keeps references (atomics) out of
+                    // the loop.
+                    var ordinal = -1
+                    var ordinalStart: UInt64 = 0
+                    for p in 0..<n {
+                        let r = batch[inputs[p].record]
+                        let ts = r.endTimeMs
+                        if let replayWatermark, replaySkips(eventTimeMs: ts, replayWatermark: replayWatermark) { continue }
+                        let bucketStart = ts - ts % bucketMs
+                        if ordinal < 0 || bucketStart != ordinalStart {
+                            let b = bucket(start: bucketStart, offset: offset, maxEventTsBefore: maxEventTsBefore)
+                            ordinal = chunkBuckets.firstIndex { $0 === b } ?? chunkBuckets.count
+                            if ordinal == chunkBuckets.count { chunkBuckets.append(b) }
+                            ordinalStart = bucketStart
+                        }
+                        let idBase = inputs[p].record * stride
+                        let key = UnsafeMutableBufferPointer(rebasing: keys[(m * width)..<((m + 1) * width)])
+                        for k in 0..<width {
+                            switch dimensions[k] {
+                            case .probe: key[k] = UInt64(r.probeID)
+                            case .interface: key[k] = UInt64(r.interfaceIndex)
+                            case .l4Protocol: key[k] = UInt64(r.l4Protocol)
+                            case .serverPort: key[k] = UInt64(r.serverPort)
+                            case .serverPrefix: key[k] = Self.prefix(r.serverIP)
+                            case .clientPrefix: key[k] = Self.prefix(r.clientIP)
+                            default: key[k] = UInt64(ids[idBase + stringSlots[k]])
+                            }
+                        }
+                        hashes[m] = Self.keyHash(bucketStart, UnsafeBufferPointer(key))
+                        e[m] = UInt64(ordinal) << 48 | UInt64(p)
+                        m += 1
                     }
-                    kp[k] = v
-                    chunkKeys.append(v)
                 }
-                chunkHashes.append(Self.keyHash(bucketStart, UnsafeBufferPointer(kp)))
-                entries.append(UInt64(ordinal) << 48 | UInt64(p))
             }
         }
         // Phase 2, bucket by bucket: read ahead what the lookups will touch (table slots, then
@@ -168,7 +183,8 @@ final class ViewRollup {
         // are created in the order records arrive), into the entry's bits 16..<48. The read-
         // ahead loops hold no references (a retain is an atomic, which would wait for every
         // outstanding miss and serialize them again).
-        entries.withUnsafeMutableBufferPointer { e in
+        entries.withUnsafeMutableBufferPointer { all in
+            let e = UnsafeMutableBufferPointer(rebasing: all[0..<m])
             chunkHashes.withUnsafeBufferPointer { hashes in
                 chunkKeys.withUnsafeBufferPointer { keys in
                     for (ordinal, b) in chunkBuckets.enumerated() {
@@ -185,29 +201,22 @@ final class ViewRollup {
                     }
                 }
             }
+            // Phase 3: group by (bucket, cell); within a cell, records stay in order.
+            grouping.sort(e)
         }
-        // Phase 3: group by (bucket, cell); within a cell, records stay in order.
-        entries.sort()
         // Phase 4: each touched cell once, with all of its records, after reading ahead what
         // its sketches' adds will touch.
-        entries.withUnsafeBufferPointer { e in
+        entries.withUnsafeBufferPointer { all in
+            let e = UnsafeBufferPointer(rebasing: all[0..<m])
             var first = 0
             while first < e.count {
                 let ordinal = e[first] >> 48
                 var end = first + 1
                 while end < e.count && e[end] >> 48 == ordinal { end += 1 }
                 let b = chunkBuckets[Int(ordinal)]
-                readAhead &+= b.readAheadSketches(entries: UnsafeBufferPointer(rebasing: e[first..<end]), inputs: inputs)
-                var k = first
-                while k < end {
-                    let group = e[k] >> 16
-                    var j = k + 1
-                    while j < end && e[j] >> 16 == group { j += 1 }
-                    apply(
-                        UnsafeBufferPointer(rebasing: e[k..<j]), to: b, cell: Int(group & 0xFFFF_FFFF), batch: batch,
-                        inputs: inputs, offset: offset)
-                    k = j
-                }
+                let bucketEntries = UnsafeBufferPointer(rebasing: e[first..<end])
+                readAhead &+= b.readAheadSketches(entries: bucketEntries, inputs: inputs)
+                apply(bucketEntries, to: b, batch: batch, inputs: inputs, offset: offset)
                 first = end
             }
         }
@@ -215,50 +224,62 @@ final class ViewRollup {
         readAheadSink = readAhead
     }
 
-    /// Adds the records of `group` (entries of one cell) to cell `i` of `b`: sums, then the
-    /// RTT sketch, then the subscribers sketch — each touched once for the group.
+    /// Adds the records of `entries` (grouped by cell, all of bucket `b`) to their cells, each
+    /// cell once for its group: sums, then the RTT sketch, then the subscribers sketch.
     @inline(__always)
     private func apply(
-        _ group: UnsafeBufferPointer<UInt64>, to b: BucketCells, cell i: Int, batch: DecodedBatch,
-        inputs: UnsafeBufferPointer<FoldInput>, offset: Int64
+        _ entries: UnsafeBufferPointer<UInt64>, to b: BucketCells, batch: DecodedBatch, inputs: UnsafeBufferPointer<FoldInput>,
+        offset: Int64
     ) {
-        var c = b.cells[i]
-        let wasClean = !c.dirty
-        c.dirty = true
-        c.lastOffset = offset
-        var rttSeen = false
-        for e in group {
-            let r = batch[inputs[Int(e & 0xFFFF)].record]
-            c.records = CellSum.add(c.records, 1)
-            c.flows = CellSum.add(c.flows, UInt64(r.flows))
-            c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
-            c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
-            c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
-            c.packetsDown = CellSum.add(c.packetsDown, r.packetsDown)
-            let rtt = r.rttMicros
-            if rtt > 0 {
-                rttSeen = true
-                c.rttCount = CellSum.add(c.rttCount, 1)
-                c.rttSum = CellSum.add(c.rttSum, UInt64(rtt))
-                if rtt < c.rttMin { c.rttMin = rtt }
-                if rtt > c.rttMax { c.rttMax = rtt }
-            }
-        }
-        b.cells[i] = c
-        if wasClean { b.dirtyCells.append(Int32(i)) }
-        if rttSeen && b.trackRTT {
-            b.rttSketches.withUnsafeMutableBufferPointer { sketches in
-                for e in group {
-                    let input = inputs[Int(e & 0xFFFF)]
-                    if input.hasRTT { sketches[i].add(bucket: input.rttBucket) }
-                }
-            }
-        }
-        if b.trackSubscribers {
-            b.subscriberSketches.withUnsafeMutableBufferPointer { sketches in
-                for e in group {
-                    let input = inputs[Int(e & 0xFFFF)]
-                    if input.hasSubscriber { sketches[i].add(hash: input.subscriberHash) }
+        let trackRTT = b.trackRTT
+        let trackSubscribers = b.trackSubscribers
+        b.cells.withUnsafeMutableBufferPointer { cells in
+            b.rttSketches.withUnsafeMutableBufferPointer { rttSketches in
+                b.subscriberSketches.withUnsafeMutableBufferPointer { subscriberSketches in
+                    var k = 0
+                    while k < entries.count {
+                        let group = entries[k] >> 16
+                        var j = k + 1
+                        while j < entries.count && entries[j] >> 16 == group { j += 1 }
+                        let i = Int(group & 0xFFFF_FFFF)
+                        let records = UnsafeBufferPointer(rebasing: entries[k..<j])
+                        var c = cells[i]
+                        if !c.dirty { b.dirtyCells.append(Int32(i)) }
+                        c.dirty = true
+                        c.lastOffset = offset
+                        var rttSeen = false
+                        for e in records {
+                            let r = batch[inputs[Int(e & 0xFFFF)].record]
+                            c.records = CellSum.add(c.records, 1)
+                            c.flows = CellSum.add(c.flows, UInt64(r.flows))
+                            c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
+                            c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
+                            c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
+                            c.packetsDown = CellSum.add(c.packetsDown, r.packetsDown)
+                            let rtt = r.rttMicros
+                            if rtt > 0 {
+                                rttSeen = true
+                                c.rttCount = CellSum.add(c.rttCount, 1)
+                                c.rttSum = CellSum.add(c.rttSum, UInt64(rtt))
+                                if rtt < c.rttMin { c.rttMin = rtt }
+                                if rtt > c.rttMax { c.rttMax = rtt }
+                            }
+                        }
+                        cells[i] = c
+                        if rttSeen && trackRTT {
+                            for e in records {
+                                let input = inputs[Int(e & 0xFFFF)]
+                                if input.hasRTT { rttSketches[i].add(bucket: input.rttBucket) }
+                            }
+                        }
+                        if trackSubscribers {
+                            for e in records {
+                                let input = inputs[Int(e & 0xFFFF)]
+                                if input.hasSubscriber { subscriberSketches[i].add(hash: input.subscriberHash) }
+                            }
+                        }
+                        k = j
+                    }
                 }
             }
         }

@@ -43,12 +43,24 @@ public enum JSONWriter {
 
     /// Decimal digits of `i`.
     public static func appendInteger<T: BinaryInteger>(_ i: T, to out: inout [UInt8]) {
-        if i == 0 {
+        if i < 0 { out.append(UInt8(ascii: "-")) }
+        // Every integer written fits 64 bits: the digits are computed on a concrete UInt64.
+        // (Generic arithmetic per digit, through the protocol's witnesses when not specialized,
+        // was ~6% of the ingest fold's CPU.)
+        if let v = UInt64(exactly: i.magnitude) {
+            appendDigits(v, to: &out)
+        } else {
+            appendDigits(i.magnitude, to: &out)
+        }
+    }
+
+    /// Decimal digits of `v` (≥ 0).
+    private static func appendDigits<U: BinaryInteger>(_ v: U, to out: inout [UInt8]) {
+        if v == 0 {
             out.append(UInt8(ascii: "0"))
             return
         }
-        var v = i.magnitude
-        if i < 0 { out.append(UInt8(ascii: "-")) }
+        var v = v
         var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
                      UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,

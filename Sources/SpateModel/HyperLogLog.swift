@@ -22,7 +22,10 @@ public struct HyperLogLog: Sendable, Hashable {
         registers = []
     }
 
-    public var isSparse: Bool { !dense }
+    public var isSparse: Bool { !settled().dense }
+
+    /// Sparse entries beyond which the sketch turns dense.
+    private var sparseLimit: Int { (1 << precision) / 4 }
 
     /// Adds an item by its 64-bit hash (use a well-mixed hash).
     @inline(__always)
@@ -30,8 +33,8 @@ public struct HyperLogLog: Sendable, Hashable {
         if !dense {
             let p2 = Self.sparsePrecision
             let index = UInt32(truncatingIfNeeded: hash >> UInt64(64 - p2))
-            let rho = UInt8(min((hash << UInt64(p2)).leadingZeroBitCount + 1, 64 - p2 + 1))
-            if entries.update(index: index, rho: rho) && entries.count > (1 << precision) / 4 { densify() }
+            let rho = UInt32(min((hash << UInt64(p2)).leadingZeroBitCount + 1, 64 - p2 + 1))
+            if entries.buffer(index << 6 | rho) { settle() }
         } else {
             addDense(hash: hash)
         }
@@ -41,7 +44,7 @@ public struct HyperLogLog: Sendable, Hashable {
     /// caller): a read-ahead over many adds lets the processor overlap their cache misses.
     @inline(__always)
     public func readAhead(hash: UInt64) -> UInt32 {
-        if !dense { return entries.readAhead(index: UInt32(truncatingIfNeeded: hash >> UInt64(64 - Self.sparsePrecision))) }
+        if !dense { return entries.readAhead() }
         return UInt32(registers[Int(hash >> UInt64(64 - precision))])
     }
 
@@ -52,8 +55,28 @@ public struct HyperLogLog: Sendable, Hashable {
         if rho > registers[index] { registers[index] = rho }
     }
 
+    /// Merges the buffered adds into the sparse entries, and turns dense when they added an
+    /// index past the limit — the state adding them one by one would have reached: an add of a
+    /// new index past the limit densified, an add of a known one did not, and the dense
+    /// registers are the maximum over every entry, whenever each arrived.
+    private mutating func settle() {
+        guard !dense, entries.hasBuffered else { return }
+        let before = entries.count
+        entries.mergeBuffered()
+        if entries.count > before && entries.count > sparseLimit { densify() }
+    }
+
+    /// This sketch with nothing buffered: what every reader (estimate, bytes, equality) sees.
+    private func settled() -> HyperLogLog {
+        guard !dense, entries.hasBuffered else { return self }
+        var copy = self
+        copy.settle()
+        return copy
+    }
+
     private mutating func densify() {
         guard !dense else { return }
+        entries.mergeBuffered()
         registers = [UInt8](repeating: 0, count: 1 << precision)
         dense = true
         let old = entries
@@ -79,13 +102,14 @@ public struct HyperLogLog: Sendable, Hashable {
     /// Adds every item of `other` (same precision).
     public mutating func merge(_ other: HyperLogLog) {
         precondition(other.precision == precision, "merging HyperLogLogs of different precision")
+        settle()
+        let other = other.settled()
         if !other.dense {
-            let theirs = other.entries
             if !dense {
-                theirs.forEach { i, r in _ = entries.update(index: i, rho: r) }
-                if entries.count > (1 << precision) / 4 { densify() }
+                entries.merge(other.entries)
+                if entries.count > sparseLimit { densify() }
             } else {
-                theirs.forEach { i, r in mergeSparseEntry(index: i, rho: r) }
+                other.entries.forEach { i, r in mergeSparseEntry(index: i, rho: r) }
             }
         } else {
             densify()
@@ -95,14 +119,27 @@ public struct HyperLogLog: Sendable, Hashable {
 
     /// The estimated number of distinct items.
     public var estimate: Double {
-        if !dense {
-            let s = entries
+        let h = settled()
+        if !h.dense {
             // Linear counting over the 2^25 sparse buckets.
             let m = Double(1 << Self.sparsePrecision)
-            let empty = m - Double(s.count)
+            let empty = m - Double(h.entries.count)
             return m * log(m / empty)
         }
-        return Self.ertlEstimate(registers: registers, precision: precision)
+        return Self.ertlEstimate(registers: h.registers, precision: precision)
+    }
+
+    public static func == (a: HyperLogLog, b: HyperLogLog) -> Bool {
+        let (x, y) = (a.settled(), b.settled())
+        return x.precision == y.precision && x.dense == y.dense && x.registers == y.registers && x.entries == y.entries
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        let h = settled()
+        hasher.combine(h.precision)
+        hasher.combine(h.dense)
+        hasher.combine(h.registers)
+        hasher.combine(h.entries)
     }
 
     /// Ertl, "New cardinality estimation algorithms for HyperLogLog sketches", Algorithm 6.
@@ -155,12 +192,12 @@ public struct HyperLogLog: Sendable, Hashable {
     /// Compact bytes: version 1; sparse = [1, p, count varint, delta-varint sorted entries];
     /// dense = [2, p, 6-bit packed registers].
     public func serialized() -> [UInt8] {
+        let h = settled()
         var out: [UInt8] = []
-        if !dense {
-            let s = entries
+        if !h.dense {
             out.append(1)
             out.append(UInt8(precision))
-            let entries = s.sorted
+            let entries = h.entries.sorted
             Varint.append(UInt64(entries.count), to: &out)
             var previous: UInt32 = 0
             for e in entries {
@@ -168,6 +205,7 @@ public struct HyperLogLog: Sendable, Hashable {
                 previous = e
             }
         } else {
+            let registers = h.registers
             out.append(2)
             out.append(UInt8(precision))
             out.reserveCapacity(2 + registers.count * 6 / 8 + 1)
@@ -208,7 +246,7 @@ public struct HyperLogLog: Sendable, Hashable {
                 let index = previous >> 6
                 let rho = previous & 0x3f
                 guard index < 1 << UInt64(Self.sparsePrecision), rho >= 1, rho <= maxRho else { return nil }
-                _ = s.update(index: UInt32(index), rho: UInt8(rho))
+                s.appendAscending(UInt32(previous))
             }
             entries = s
             registers = []
@@ -240,63 +278,6 @@ public struct HyperLogLog: Sendable, Hashable {
 
     /// Approximate bytes held in memory (for memory accounting).
     public var memoryBytes: Int { dense ? registers.count + 32 : 32 + entries.capacity * 4 }
-}
-
-/// The sparse form's entries: an open-addressing set of `index << 6 | rho` words keyed by
-/// index (0 marks an empty slot: rho is never 0). Cheaper than a Dictionary per add.
-struct SparseEntries: Sendable, Hashable {
-    private var slots: [UInt32] = [UInt32](repeating: 0, count: 16)
-    private(set) var count = 0
-
-    var capacity: Int { slots.count }
-
-    /// Sets rho for `index` to the larger of old and new; true when `index` was new.
-    @inline(__always)
-    mutating func update(index: UInt32, rho: UInt8) -> Bool {
-        let mask = slots.count - 1
-        var slot = Int(truncatingIfNeeded: index &* 0x9E37_79B1) & mask
-        while true {
-            let e = slots[slot]
-            if e == 0 {
-                slots[slot] = index << 6 | UInt32(rho)
-                count += 1
-                if count * 4 > slots.count * 3 { grow() }
-                return true
-            }
-            if e >> 6 == index {
-                if UInt32(rho) > e & 0x3f { slots[slot] = index << 6 | UInt32(rho) }
-                return false
-            }
-            slot = (slot + 1) & mask
-        }
-    }
-
-    /// The first slot `update(index:rho:)` probes for `index`, read (see `HyperLogLog.readAhead`).
-    @inline(__always)
-    func readAhead(index: UInt32) -> UInt32 { slots[Int(truncatingIfNeeded: index &* 0x9E37_79B1) & (slots.count - 1)] }
-
-    private mutating func grow() {
-        let old = slots
-        slots = [UInt32](repeating: 0, count: old.count * 2)
-        count = 0
-        for e in old where e != 0 { _ = update(index: e >> 6, rho: UInt8(e & 0x3f)) }
-    }
-
-    func forEach(_ body: (UInt32, UInt8) -> Void) {
-        for e in slots where e != 0 { body(e >> 6, UInt8(e & 0x3f)) }
-    }
-
-    /// The entries as sorted `index << 6 | rho` words.
-    var sorted: [UInt32] { slots.filter { $0 != 0 }.sorted() }
-
-    static func == (a: SparseEntries, b: SparseEntries) -> Bool { a.count == b.count && a.sorted == b.sorted }
-
-    func hash(into hasher: inout Hasher) {
-        var sum: UInt64 = 0
-        forEach { i, r in sum &+= UInt64(i << 6 | UInt32(r)) &* 0x9E37_79B9_7F4A_7C15 }
-        hasher.combine(count)
-        hasher.combine(sum)
-    }
 }
 
 #if canImport(Glibc)

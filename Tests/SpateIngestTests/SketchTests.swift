@@ -39,6 +39,65 @@ struct SketchTests {
         #expect(big.estimate == all.estimate)
     }
 
+    /// The sparse entries as one-by-one adds would hold them: one word per index' with the
+    /// largest rho, in the bytes `serialized()` writes for a sparse sketch.
+    static func sparseBytes(precision: Int, hashes: [UInt64]) -> (bytes: [UInt8], distinct: Int) {
+        var rho: [UInt32: UInt32] = [:]
+        for h in hashes {
+            let index = UInt32(truncatingIfNeeded: h >> 39)
+            rho[index] = max(rho[index] ?? 0, UInt32(min((h << 25).leadingZeroBitCount + 1, 40)))
+        }
+        var out: [UInt8] = [1, UInt8(precision)]
+        Varint.append(UInt64(rho.count), to: &out)
+        var previous: UInt32 = 0
+        for (index, r) in rho.sorted(by: { $0.key < $1.key }) {
+            Varint.append(UInt64((index << 6 | r) - previous), to: &out)
+            previous = index << 6 | r
+        }
+        return (out, rho.count)
+    }
+
+    @Test("buffered sparse adds: every read sees one-by-one adds; dense exactly past a quarter of the registers", arguments: [12, 14])
+    func hllBufferedAdds(precision p: Int) throws {
+        var rng = SplitMix64(seed: UInt64(p))
+        let limit = (1 << p) / 4
+        // Repeats among the items, as heavy subscribers give.
+        let items = (0..<3 * limit).map { _ in rng.next() }
+        let hashes = (0..<6 * limit).map { i in i % 3 == 0 ? items[Int(rng.next() % UInt64(items.count))] : items[i / 2] }
+        var reading = HyperLogLog(precision: p)
+        var quiet = HyperLogLog(precision: p)
+        var added: [UInt64] = []
+        for (i, h) in hashes.enumerated() {
+            reading.add(hash: h)
+            quiet.add(hash: h)
+            added.append(h)
+            if i % 97 == 0 || i > 6 * limit - 5 {
+                let expected = Self.sparseBytes(precision: p, hashes: added)
+                #expect(reading.isSparse == (expected.distinct <= limit), "after \(i + 1) adds")
+                if expected.distinct <= limit { #expect(reading.serialized() == expected.bytes, "after \(i + 1) adds") }
+            }
+        }
+        #expect(!quiet.isSparse)
+        #expect(quiet.serialized() == reading.serialized())
+        #expect(quiet == reading)
+        // Merging halves gives the same sketch, whatever the order.
+        var a = HyperLogLog(precision: p)
+        var b = HyperLogLog(precision: p)
+        for (i, h) in hashes.reversed().enumerated() { if i % 2 == 0 { a.add(hash: h) } else { b.add(hash: h) } }
+        a.merge(b)
+        #expect(a.serialized() == quiet.serialized())
+        // A sparse sketch read from bytes past the limit stays sparse until a new index comes.
+        let stored = Self.sparseBytes(precision: p, hashes: Array(items.prefix(2 * limit)))
+        #expect(stored.distinct > limit)
+        var restored = try #require(HyperLogLog(serialized: stored.bytes))
+        for h in items.prefix(limit) { restored.add(hash: h) }
+        #expect(restored.isSparse && restored.serialized() == stored.bytes)
+        let storedIndices = Set(items.prefix(2 * limit).map { $0 >> 39 })
+        let new = try #require(items.dropFirst(2 * limit).first { !storedIndices.contains($0 >> 39) })
+        restored.add(hash: new)
+        #expect(!restored.isSparse)
+    }
+
     @Test("quantile sketch answers within its relative accuracy; merge is exact")
     func quantiles() throws {
         var rng = SplitMix64(seed: 9)
