@@ -86,12 +86,18 @@ struct LiveDashboardTests {
         let manifest = try Manifest.load(path: manifestPath)
         #expect(try await bed.waitForExactTotals(manifest).isEmpty)
         try await Task.sleep(for: .seconds(3))  // the last checkpoints settle
-        for round in 0..<3 {
-            for w in widgets {
+        // Each widget is compared in rounds where the store held still: a quiet partition's
+        // last top-K bucket may be closed by an idle marker and land between two searches.
+        var compared = [Int](repeating: 0, count: widgets.count)
+        for round in 0..<6 where compared.contains(where: { $0 < 3 }) {
+            for (i, w) in widgets.enumerated() where compared[i] < 3 {
                 let plan = try engine.plan(w)
                 let now = UInt64(Date().timeIntervalSince1970 * 1000)
+                let before = try await engine.executor.execute(plan, nowMs: now)
                 let cached = try await incremental.execute(plan, nowMs: now)
                 let whole = try await engine.executor.execute(plan, nowMs: now)
+                guard differences(before, whole).isEmpty else { continue }
+                compared[i] += 1
                 let d = differences(cached, whole)
                 #expect(d.isEmpty, "round \(round), \(w.kind): \(d)")
                 if case .totals = w.kind {
@@ -102,6 +108,7 @@ struct LiveDashboardTests {
                 }
             }
         }
+        #expect(compared.allSatisfy { $0 > 0 }, "widgets compared per round in which the store held still: \(compared)")
         // The test exercised the cache: slots were filled, and no shape fell back to the whole range.
         #expect(incremental.fillSearches.load(ordering: .relaxed) > 0)
         #expect(incremental.usage.entries == widgets.count)
