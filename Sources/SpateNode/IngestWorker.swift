@@ -259,17 +259,16 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
             }
         }
         applyBackpressure()
-        sendIdleMarkers(now: now)
+        sendIdleMarkers(now: now, wallMs: wallMs)
         if now - lastStats >= configuration.ingest.statsInterval { publishStats(force: false) }
     }
 
     /// A partition silent for `ingest.idle_marker_after` whose open buckets the wall clock has
     /// passed (end + allowed lateness) gets an idle marker, so a quiet probe's last buckets —
     /// top-K buckets above all, written only when they close — close and reach the store.
-    private func sendIdleMarkers(now: ContinuousClock.Instant) {
+    private func sendIdleMarkers(now: ContinuousClock.Instant, wallMs: UInt64) {
         let after = configuration.ingest.idleMarkerAfter
         guard after > .zero, !paused else { return }
-        let wallMs = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
         for (partition, slot) in slots where now - slot.lastMessageAt >= after {
             if let last = slot.lastMarkerAt, now - last < after { continue }
             // The partition's own clock moved on by the silence, never past the wall clock: a

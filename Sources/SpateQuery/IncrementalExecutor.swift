@@ -97,8 +97,11 @@ public final class IncrementalExecutor: Sendable {
             // at a time.
             if !fills.isEmpty {
                 let last = s.lastFill[shape] ?? 0
-                if cold || (nowMs >= last + fillIntervalMs && !s.filling.contains(shape)) {
+                if cold {
                     s.lastFill[shape] = nowMs
+                } else if nowMs >= last + fillIntervalMs && !s.filling.contains(shape) {
+                    s.lastFill[shape] = nowMs
+                    s.filling.insert(shape)
                 } else {
                     fills = []
                 }
@@ -193,9 +196,9 @@ public final class IncrementalExecutor: Sendable {
         }
     }
 
-    /// Reads `fills` and commits them, off the refresh's path (one per shape at a time).
+    /// Reads `fills` and commits them, off the refresh's path (one per shape at a time: the
+    /// caller marked `shape` as filling when it chose these fills).
     private func fillInBackground(_ plan: QueryPlan, shape: QueryShape, fills: [ClosedSlots.Fill], generation: UInt64) {
-        state.withLock { _ = $0.filling.insert(shape) }
         Task {
             defer { state.withLock { _ = $0.filling.remove(shape) } }
             do {
