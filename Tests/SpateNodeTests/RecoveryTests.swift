@@ -76,12 +76,14 @@ struct RecoveryTests {
         try await Task.sleep(for: .seconds(8))  // both members own partitions
         let (probe, manifestPath) = try bed.startProbe(Self.probeArguments(count: 120_000))
         try await Task.sleep(for: .seconds(18))
+        // The checkpoints just before the kill: lower bounds of the victim's last ones (it may
+        // write more before it dies). Read before, not after: the broker may hand the victim's
+        // partitions over as soon as its connection drops, and the new owner's own checkpoints
+        // would then be read here instead.
+        let atKill = try await Self.checkpoints(bed)
         let logBefore = (try? String(contentsOfFile: "\(bed.directory)/a.log", encoding: .utf8))?.count ?? 0
         victim.signal(SIGKILL)
         #expect(victim.wait(timeout: .seconds(10)) == 128 + SIGKILL)
-        // The checkpoints as the victim left them (its partitions move after the 6 s session
-        // timeout; a write it had in flight may still land, so these are lower bounds).
-        let atKill = try await Self.checkpoints(bed)
         #expect(probe.wait(timeout: .seconds(300)) == 0)
         let manifest = try Manifest.load(path: manifestPath)
         let problems = try await bed.waitForExactTotals(manifest, timeout: .seconds(240))
