@@ -3,37 +3,45 @@ import SpateModel
 /// Maps dimension strings seen in records to small integer ids, so rollup keys are integers
 /// and a record costs one hash probe per string instead of a String allocation.
 ///
-/// Strings live in one growing byte buffer; each keeps its stable 64-bit hash (the
-/// HyperLogLog input for subscribers). Bytes are validated as UTF-8 once, when first seen.
+/// Strings of up to 16 bytes live in their entry, longer ones in one growing byte buffer; each
+/// keeps its stable 64-bit hash (the HyperLogLog input for subscribers). Bytes are validated as UTF-8 once, when first seen.
 /// Id 0 is the empty string. Not thread-safe: one interner per ingest worker.
 public final class StringInterner {
-    /// Where a string lives in `storage`, and its hash. One array of these rather than three
-    /// parallel ones: a lookup of a string that is not in cache misses one line here, not three.
+    /// One string: its hash, its length, and its bytes — inline, zero-padded, when it has at
+    /// most 16 (subscriber ids, most names), else `word0` is its offset in `storage`. 32 bytes,
+    /// two to a cache line: a lookup of a short string that is not in cache misses its table
+    /// slot and this entry, not also a third line in `storage`.
     private struct Entry {
         var hash: UInt64
-        var offset: Int
         var length: Int
+        var word0: UInt64
+        var word1: UInt64
     }
 
+    /// Bytes of the strings longer than `inlineBytes`.
     private var storage: [UInt8] = []
-    private var entries: [Entry] = [Entry(hash: StableHash.hash(UnsafeRawBufferPointer(start: nil, count: 0)), offset: 0, length: 0)]
-    private var slots: [Int32]
+    private var entries: [Entry] = [Entry(hash: StableHash.hash(UnsafeRawBufferPointer(start: nil, count: 0)), length: 0, word0: 0, word1: 0)]
+    /// Open addressing: each slot holds `hash >> 32 << 32 | id`, 0 when empty (id 0, the empty
+    /// string, is never in the table), so a probe past another string's slot compares 32 hash
+    /// bits without reading that string's entry.
+    private var slots: [UInt64]
     private var mask: Int
+
+    /// Strings up to this many bytes are held in their entry.
+    static let inlineBytes = 16
 
     public init(capacity: Int = 1 << 12) {
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = [Int32](repeating: -1, count: size)
+        slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
     }
 
     /// Number of strings held (including the empty string).
     public var count: Int { entries.count }
-    /// Bytes of string data held.
-    public var storageBytes: Int { storage.count }
 
-    /// Approximate bytes held: string data, per-string entries (hash, offset, length), the table.
-    public var memoryBytes: Int { storage.capacity + entries.count * MemoryLayout<Entry>.stride + slots.count * 4 }
+    /// Approximate bytes held: the long strings' bytes, the entries, the table.
+    public var memoryBytes: Int { storage.capacity + entries.count * MemoryLayout<Entry>.stride + slots.count * 8 }
 
     /// The id of `bytes`, adding it when new; nil when the bytes are not valid UTF-8.
     @inline(__always)
@@ -47,37 +55,67 @@ public final class StringInterner {
     /// caller): a read-ahead pass over a message's strings lets the processor overlap these
     /// cache misses instead of taking them one after another in `intern`.
     @inline(__always)
-    public func readAhead(hash: UInt64) -> Int { Int(slots[Int(truncatingIfNeeded: hash) & mask]) }
+    public func readAhead(hash: UInt64) -> Int { Int(truncatingIfNeeded: slots[Int(truncatingIfNeeded: hash) & mask]) }
 
-    /// Once the slot is in cache: reads the string it points to, if any (see `readAhead(hash:)`).
+    /// Once the slot is in cache: reads the entry it points to, if any (see `readAhead(hash:)`).
     @inline(__always)
     public func readAheadString(hash: UInt64) -> Int {
-        let id = Int(slots[Int(truncatingIfNeeded: hash) & mask])
-        guard id > 0 else { return 0 }
-        let e = entries[id]
-        guard e.length > 0 else { return 0 }
-        return Int(truncatingIfNeeded: e.hash) &+ Int(storage[e.offset])
+        let e = slots[Int(truncatingIfNeeded: hash) & mask]
+        guard e != 0 else { return 0 }
+        return Int(truncatingIfNeeded: entries[Int(e & 0xFFFF_FFFF)].word0)
     }
 
     /// `intern(bytes)` with `hash` = `StringInterner.hash(bytes)` computed by the caller.
     @inline(__always)
     public func intern(_ bytes: UnsafeBufferPointer<UInt8>, hash h: UInt64) -> UInt32? {
         if bytes.isEmpty { return 0 }
+        let n = bytes.count
+        let (w0, w1) = n <= Self.inlineBytes ? Self.words(bytes) : (0, 0)
         var slot = Int(truncatingIfNeeded: h) & mask
+        let tag = h & 0xFFFF_FFFF_0000_0000
         while true {
-            let id = Int(slots[slot])
-            if id < 0 { break }
-            let e = entries[id]
-            if e.hash == h && e.length == bytes.count && equal(e.offset, bytes) { return UInt32(id) }
+            let s = slots[slot]
+            if s == 0 { break }
+            if s & 0xFFFF_FFFF_0000_0000 == tag {
+                let id = Int(s & 0xFFFF_FFFF)
+                let e = entries[id]
+                if e.hash == h && e.length == n {
+                    if n <= Self.inlineBytes {
+                        if e.word0 == w0 && e.word1 == w1 { return UInt32(id) }
+                    } else if equal(Int(e.word0), bytes) {
+                        return UInt32(id)
+                    }
+                }
+            }
             slot = (slot + 1) & mask
         }
         guard String(validating: bytes, as: UTF8.self) != nil else { return nil }
         let id = entries.count
-        entries.append(Entry(hash: h, offset: storage.count, length: bytes.count))
-        storage.append(contentsOf: bytes)
-        slots[slot] = Int32(id)
+        if n <= Self.inlineBytes {
+            entries.append(Entry(hash: h, length: n, word0: w0, word1: w1))
+        } else {
+            entries.append(Entry(hash: h, length: n, word0: UInt64(storage.count), word1: 0))
+            storage.append(contentsOf: bytes)
+        }
+        slots[slot] = tag | UInt64(id)
         if entries.count * 2 > slots.count { grow() }
         return UInt32(id)
+    }
+
+    /// Up to 16 bytes as two little-endian words, zero-padded: strings of 8 to 16 bytes load
+    /// two overlapping words and shift the second (no byte loop, no read past the bytes).
+    @inline(__always)
+    private static func words(_ bytes: UnsafeBufferPointer<UInt8>) -> (UInt64, UInt64) {
+        let n = bytes.count
+        let p = UnsafeRawPointer(bytes.baseAddress!)
+        if n >= 8 {
+            let w0 = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))
+            let w1 = n == 8 ? 0 : UInt64(littleEndian: p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) >> UInt64(8 * (16 - n))
+            return (w0, w1)
+        }
+        var w0: UInt64 = 0
+        for k in 0..<n { w0 |= UInt64(bytes[k]) << UInt64(8 * k) }
+        return (w0, 0)
     }
 
     /// Interns a Swift string (always valid UTF-8).
@@ -86,31 +124,21 @@ public final class StringInterner {
         return s.withUTF8 { intern($0)! }
     }
 
-    /// Whether the string at `offset` (of `bytes.count` bytes, inside `storage`) is `bytes`.
-    /// Strings of 8 to 16 bytes (subscriber ids, most names) compare as two overlapping words
-    /// instead of a call to memcmp, made six times per record.
+    /// Whether the long string at `offset` (of `bytes.count` bytes, inside `storage`) is `bytes`.
     @inline(__always)
     private func equal(_ offset: Int, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
-        storage.withUnsafeBufferPointer { s in
-            let a = UnsafeRawPointer(s.baseAddress! + offset)
-            let b = UnsafeRawPointer(bytes.baseAddress!)
-            let n = bytes.count
-            if n >= 8 && n <= 16 {
-                return a.loadUnaligned(as: UInt64.self) == b.loadUnaligned(as: UInt64.self)
-                    && a.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self) == b.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
-            }
-            return memcmp(a, b, n) == 0
-        }
+        storage.withUnsafeBufferPointer { s in memcmp(s.baseAddress! + offset, bytes.baseAddress!, bytes.count) == 0 }
     }
 
     private func grow() {
         let size = slots.count * 2
-        slots = [Int32](repeating: -1, count: size)
+        slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
         for id in 1..<entries.count {
-            var slot = Int(truncatingIfNeeded: entries[id].hash) & mask
-            while slots[slot] >= 0 { slot = (slot + 1) & mask }
-            slots[slot] = Int32(id)
+            let h = entries[id].hash
+            var slot = Int(truncatingIfNeeded: h) & mask
+            while slots[slot] != 0 { slot = (slot + 1) & mask }
+            slots[slot] = h & 0xFFFF_FFFF_0000_0000 | UInt64(id)
         }
     }
 
@@ -121,8 +149,15 @@ public final class StringInterner {
     /// Calls `body` with string `id`'s UTF-8 bytes.
     public func withUTF8<R>(_ id: UInt32, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
         let e = entries[Int(id)]
+        if e.length <= Self.inlineBytes {
+            var words = (e.word0.littleEndian, e.word1.littleEndian)
+            return try withUnsafeBytes(of: &words) { raw in
+                try body(UnsafeBufferPointer(start: raw.baseAddress!.assumingMemoryBound(to: UInt8.self), count: e.length))
+            }
+        }
+        let offset = Int(e.word0)
         return try storage.withUnsafeBufferPointer { s in
-            try body(UnsafeBufferPointer(rebasing: s[e.offset..<e.offset + e.length]))
+            try body(UnsafeBufferPointer(rebasing: s[offset..<offset + e.length]))
         }
     }
 
