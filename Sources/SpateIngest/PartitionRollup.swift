@@ -217,14 +217,13 @@ public final class PartitionRollup {
             }
             let rtt = r.rttMicros
             var input = FoldInput(
-                record: i, hasRTT: rtt > 0, rttBucket: rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil,
+                record: i, endTimeMs: ts, flows: UInt64(r.flows), bytesUp: r.bytesUp, bytesDown: r.bytesDown, packetsUp: r.packetsUp,
+                packetsDown: r.packetsDown, rttMicros: rtt, rttBucket: rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil,
                 hasSubscriber: false, subscriberHash: 0)
-            if subscriberSlot >= 0 {
-                let s = scratchIDs[i * stride + subscriberSlot]
-                if s != 0 {
-                    input.hasSubscriber = true
-                    input.subscriberHash = interner.hash(s)
-                }
+            if subscriberSlot >= 0 && scratchIDs[i * stride + subscriberSlot] != 0 {
+                // The hash the string was interned by: the interner's for that id.
+                input.hasSubscriber = true
+                input.subscriberHash = stringHashes[i * stride + subscriberSlot]
             }
             inputs.append(input)
         }

@@ -1,16 +1,27 @@
 import SpateCodec
 import SpateModel
 
-/// What every view reads of one accepted record of a message, computed once per record.
+/// What every view reads of one accepted record of a message, computed once per record: the
+/// record's summed fields copied out of the decoded message (a view's cell updates then read
+/// one small array in order, not each record's protobuf-c struct through its pointer, four
+/// times over), the RTT sketch bucket and the subscriber's hash.
 struct FoldInput {
     /// The record's index in its batch.
     var record: Int
-    /// Whether the record has an RTT (> 0), and its bucket in every RTT sketch.
-    var hasRTT: Bool
+    var endTimeMs: UInt64
+    var flows: UInt64
+    var bytesUp: UInt64
+    var bytesDown: UInt64
+    var packetsUp: UInt64
+    var packetsDown: UInt64
+    /// The RTT (0: none), and its bucket in every RTT sketch.
+    var rttMicros: UInt32
     var rttBucket: Int?
     /// Whether the record has a subscriber, and its hash (the subscribers sketches' input).
     var hasSubscriber: Bool
     var subscriberHash: UInt64
+
+    var hasRTT: Bool { rttMicros > 0 }
 }
 
 /// One view's open and closing buckets within a partition.
@@ -148,8 +159,8 @@ final class ViewRollup {
                     var ordinal = -1
                     var ordinalStart: UInt64 = 0
                     for p in 0..<n {
-                        let r = batch[inputs[p].record]
-                        let ts = r.endTimeMs
+                        let input = inputs[p]
+                        let ts = input.endTimeMs
                         if let replayWatermark, replaySkips(eventTimeMs: ts, replayWatermark: replayWatermark) { continue }
                         let bucketStart = ts - ts % bucketMs
                         if ordinal < 0 || bucketStart != ordinalStart {
@@ -158,7 +169,8 @@ final class ViewRollup {
                             if ordinal == chunkBuckets.count { chunkBuckets.append(b) }
                             ordinalStart = bucketStart
                         }
-                        let idBase = inputs[p].record * stride
+                        let idBase = input.record * stride
+                        let r = batch[input.record]
                         let key = UnsafeMutableBufferPointer(rebasing: keys[(m * width)..<((m + 1) * width)])
                         for k in 0..<width {
                             switch dimensions[k] {
@@ -249,9 +261,9 @@ final class ViewRollup {
                         c.lastOffset = offset
                         var rttSeen = false
                         for e in records {
-                            let r = batch[inputs[Int(e & 0xFFFF)].record]
+                            let r = inputs[Int(e & 0xFFFF)]
                             c.records = CellSum.add(c.records, 1)
-                            c.flows = CellSum.add(c.flows, UInt64(r.flows))
+                            c.flows = CellSum.add(c.flows, r.flows)
                             c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
                             c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
                             c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
