@@ -20,6 +20,9 @@ struct Drain: ParsableCommand {
         let group = "spate-bench-drain-\(UInt32.random(in: 0...UInt32.max))"
         let total = Atomic<UInt64>(0)
         let firstAt = Mutex<ContinuousClock.Instant?>(nil)
+        // Messages and partition runs (consecutive messages of one partition) per worker: how a
+        // fetch hands a consumer its messages, which `spate-bench fold --run` models.
+        let runs = Mutex<(messages: Int, runs: Int)>((0, 0))
         let done = DispatchSemaphore(value: 0)
         let target = records
         let (bootstrap, topic) = (bootstrap, topic)
@@ -37,8 +40,13 @@ struct Drain: ParsableCommand {
                     try consumer.subscribe([topic])
                     let decoder = RecordBatchDecoder()
                     var sum: UInt64 = 0
+                    var (messages, partitionRuns, last): (Int, Int, Int32) = (0, 0, -1)
+                    defer { runs.withLock { $0 = ($0.messages + messages, $0.runs + partitionRuns) } }
                     while total.load(ordering: .relaxed) < target {
                         try consumer.poll(timeoutMs: 100) { m in
+                            messages += 1
+                            if m.partition != last { partitionRuns += 1 }
+                            last = m.partition
                             try decoder.withBatch(m.value) { batch in
                                 for i in 0..<batch.count {
                                     let r = batch[i]
@@ -64,5 +72,7 @@ struct Drain: ParsableCommand {
         let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         let n = total.load(ordering: .relaxed)
         print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
+        let (messages, partitionRuns) = runs.withLock { $0 }
+        print(String(format: "drain: %d messages in %d partition runs (%.1f messages of one partition in a row)", messages, partitionRuns, Double(messages) / Double(max(1, partitionRuns))))
     }
 }

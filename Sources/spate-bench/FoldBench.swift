@@ -16,6 +16,22 @@ struct FoldBench: ParsableCommand {
 
     @OptionGroup var workload: FoldWorkload
     @Option(help: "Repetitions of each pass; the best is reported.") var repeats = 3
+    @Option(help: "Fold only these default views (comma-separated names): the cost of each, by difference.")
+    var views: String?
+
+    func validate() throws {
+        guard let views else { return }
+        let names = Set(ViewDefinition.defaults.map(\.name))
+        for v in views.split(separator: ",") where !names.contains(String(v)) {
+            throw ValidationError("--views: no default view is named \(v) (\(names.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    var definitions: [ViewDefinition] {
+        guard let views else { return ViewDefinition.defaults }
+        let chosen = Set(views.split(separator: ",").map(String.init))
+        return ViewDefinition.defaults.filter { chosen.contains($0.name) }
+    }
 
     func run() throws {
         let messages = workload.messages()
@@ -26,7 +42,7 @@ struct FoldBench: ParsableCommand {
         var digests: Set<UInt64> = []
         for _ in 0..<repeats {
             decodeTimes.append(try cpuSeconds { try Self.decodeOnly(messages) })
-            let (seconds, docs, digest) = try Self.timedFold(messages)
+            let (seconds, docs, digest) = try Self.timedFold(messages, views: definitions)
             foldTimes.append(seconds)
             documents = docs
             digests.insert(digest)
@@ -63,8 +79,8 @@ struct FoldBench: ParsableCommand {
     /// Folds every message into its partition's rollup and flushes on the views' intervals of
     /// event time; returns CPU seconds, documents written and an order-independent digest of
     /// every document and every fold outcome.
-    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage]) throws -> (Double, Int, UInt64) {
-        var driver = FoldDriver()
+    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage], views: [ViewDefinition]) throws -> (Double, Int, UInt64) {
+        var driver = FoldDriver(views: views)
         var documents = 0
         var digest: UInt64 = 0
         let seconds = try cpuSeconds {
@@ -94,6 +110,13 @@ struct FoldWorkload: ParsableArguments {
     @Option(help: "Probes (one partition each).") var probes = 12
     @Option(help: "Distinct subscribers.") var subscribers = 1_000_000
     @Option(help: "Event-time density, records per second of event time (100000 = 6M/min).") var eventRate = 100_000.0
+    @Option(
+        help: "Messages of one partition in a row (1: one message of each partition in turn, the caches' worst case; a Kafka fetch hands a consumer runs of one partition's messages, `spate-bench drain` prints how long).")
+    var run = 1
+
+    func validate() throws {
+        guard run >= 1 else { throw ValidationError("--run must be at least 1") }
+    }
 
     /// The encoded messages, announced on stdout.
     func messages() -> [ProbeBenchmarks.EncodedMessage] {
@@ -101,7 +124,16 @@ struct FoldWorkload: ParsableArguments {
         let messages = ProbeBenchmarks.encodedMessages(
             records: records, batch: batch, probes: probes, subscribers: subscribers, eventRate: eventRate)
         print("\(messages.count) messages, \(messages.reduce(0) { $0 + $1.bytes.count } / 1_000_000) MB")
-        return messages
+        guard run > 1 else { return messages }
+        print("in runs of \(run) messages of one partition")
+        var out: [ProbeBenchmarks.EncodedMessage] = []
+        var start = 0
+        while start < messages.count {
+            let group = messages[start..<min(messages.count, start + run * probes)]
+            for p in 1...UInt32(probes) { out += group.filter { $0.probe == p } }
+            start += run * probes
+        }
+        return out
     }
 }
 
@@ -109,10 +141,15 @@ struct FoldWorkload: ParsableArguments {
 /// validating as a worker does, and flushes every partition on each view's interval of event
 /// time into bulk documents.
 struct FoldDriver {
-    let views = ViewDefinition.defaults
+    let views: [ViewDefinition]
     private(set) var rollups: [UInt32: PartitionRollup] = [:]
     private var offsets: [UInt32: Int64] = [:]
-    private var nextFlush = [UInt64](repeating: 0, count: ViewDefinition.defaults.count)
+    private var nextFlush: [UInt64]
+
+    init(views: [ViewDefinition] = ViewDefinition.defaults) {
+        self.views = views
+        nextFlush = [UInt64](repeating: 0, count: views.count)
+    }
 
     mutating func run(
         _ messages: [ProbeBenchmarks.EncodedMessage], folded: (UInt32, Int64, FoldOutcome) -> Void,
