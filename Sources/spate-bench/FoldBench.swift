@@ -40,12 +40,14 @@ struct FoldBench: ParsableCommand {
         var foldTimes: [Double] = []
         var documents = 0
         var digests: Set<UInt64> = []
+        var state = (open: 0, interners: 0)
         for _ in 0..<repeats {
             decodeTimes.append(try cpuSeconds { try Self.decodeOnly(messages) })
-            let (seconds, docs, digest) = try Self.timedFold(messages, views: definitions)
+            let (seconds, docs, digest, held) = try Self.timedFold(messages, views: definitions)
             foldTimes.append(seconds)
             documents = docs
             digests.insert(digest)
+            state = held
         }
         let n = Double(records)
         let decodeBest = decodeTimes.min() ?? 0
@@ -55,6 +57,9 @@ struct FoldBench: ParsableCommand {
         print(String(format: "decode+validate: %.0f ns/record CPU, %.0f records/s", decodeNs, n / decodeBest))
         print(String(format: "decode+validate+fold+flush: %.0f ns/record CPU, %.0f records/s (%d documents)", foldNs, n / foldBest, documents))
         print(String(format: "ratio fold/decode: %.2f; peak RSS %d MB", foldNs / decodeNs, peakRSSMegabytes()))
+        print(
+            "held at the end: open buckets \(state.open / 1_000_000) MB (cells, keys, tables, sketches), interners \(state.interners / 1_000_000) MB, over \(workload.probes) partitions"
+        )
         print("every repeat, ns/record: decode " + decodeTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " ")
             + "; fold " + foldTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " "))
         // Equal digests before and after a change to the fold = the same documents (bytes,
@@ -79,7 +84,9 @@ struct FoldBench: ParsableCommand {
     /// Folds every message into its partition's rollup and flushes on the views' intervals of
     /// event time; returns CPU seconds, documents written and an order-independent digest of
     /// every document and every fold outcome.
-    static func timedFold(_ messages: [ProbeBenchmarks.EncodedMessage], views: [ViewDefinition]) throws -> (Double, Int, UInt64) {
+    static func timedFold(
+        _ messages: [ProbeBenchmarks.EncodedMessage], views: [ViewDefinition]
+    ) throws -> (Double, Int, UInt64, (open: Int, interners: Int)) {
         var driver = FoldDriver(views: views)
         var documents = 0
         var digest: UInt64 = 0
@@ -99,7 +106,8 @@ struct FoldBench: ParsableCommand {
                     for i in 0..<sink.count { digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) } }
                 })
         }
-        return (seconds, documents, digest)
+        let held = (open: driver.rollups.values.reduce(0) { $0 + $1.memoryBytes }, interners: driver.rollups.values.reduce(0) { $0 + $1.internerBytes })
+        return (seconds, documents, digest, held)
     }
 }
 
