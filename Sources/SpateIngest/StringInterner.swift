@@ -102,20 +102,12 @@ public final class StringInterner {
         return UInt32(id)
     }
 
-    /// Up to 16 bytes as two little-endian words, zero-padded: strings of 8 to 16 bytes load
-    /// two overlapping words and shift the second (no byte loop, no read past the bytes).
+    /// Up to 16 bytes as two little-endian words, zero-padded.
     @inline(__always)
     private static func words(_ bytes: UnsafeBufferPointer<UInt8>) -> (UInt64, UInt64) {
+        let raw = UnsafeRawBufferPointer(bytes)
         let n = bytes.count
-        let p = UnsafeRawPointer(bytes.baseAddress!)
-        if n >= 8 {
-            let w0 = UInt64(littleEndian: p.loadUnaligned(as: UInt64.self))
-            let w1 = n == 8 ? 0 : UInt64(littleEndian: p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) >> UInt64(8 * (16 - n))
-            return (w0, w1)
-        }
-        var w0: UInt64 = 0
-        for k in 0..<n { w0 |= UInt64(bytes[k]) << UInt64(8 * k) }
-        return (w0, 0)
+        return (StableHash.littleEndianWord(raw, from: 0, count: min(n, 8)), StableHash.littleEndianWord(raw, from: 8, count: max(0, n - 8)))
     }
 
     /// Interns a Swift string (always valid UTF-8).

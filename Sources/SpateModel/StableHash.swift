@@ -25,30 +25,38 @@ public enum StableHash {
             i += 8
         }
         if i < n {
-            // The last 1–7 bytes as one little-endian word (byte k at bits 8k): past 8 bytes, the
-            // word ending at the last byte shifted down; below, up to three loads of 4, 2, 1.
-            let rest = n - i
-            var w: UInt64
-            if n >= 8 {
-                w = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) >> UInt64(8 * (8 - rest))
-            } else {
-                w = 0
-                var shift: UInt64 = 0
-                if rest & 4 != 0 {
-                    w = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
-                    shift = 32
-                    i += 4
-                }
-                if rest & 2 != 0 {
-                    w |= UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt16.self))) << shift
-                    shift += 16
-                    i += 2
-                }
-                if rest & 1 != 0 { w |= UInt64(bytes[i]) << shift }
-            }
+            let w = littleEndianWord(bytes, from: i, count: n - i)
             h = (h ^ fmix(w &* 0x87C3_7B91_1142_53D5)) &* 0x4CF5_AD43_2745_937F
         }
         return fmix(h)
+    }
+
+    /// The `count` (0...8) bytes of `bytes` from `from` as one little-endian word, zero-padded
+    /// (byte k at bits 8k), without a byte loop and without reading outside `bytes`: when at
+    /// least 8 bytes end at the last one, the word ending there shifted down; else up to three
+    /// loads of 4, 2 and 1 bytes.
+    @inline(__always)
+    public static func littleEndianWord(_ bytes: UnsafeRawBufferPointer, from: Int, count: Int) -> UInt64 {
+        guard count > 0 else { return 0 }
+        let end = from + count
+        if end >= 8 {
+            return UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: end - 8, as: UInt64.self)) >> UInt64(8 * (8 - count))
+        }
+        var i = from
+        var w: UInt64 = 0
+        var shift: UInt64 = 0
+        if count & 4 != 0 {
+            w = UInt64(UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
+            shift = 32
+            i += 4
+        }
+        if count & 2 != 0 {
+            w |= UInt64(UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: i, as: UInt16.self))) << shift
+            shift += 16
+            i += 2
+        }
+        if count & 1 != 0 { w |= UInt64(bytes[i]) << shift }
+        return w
     }
 
     /// Hash of a String's UTF-8.
