@@ -156,7 +156,7 @@ extension PartitionRollup {
                 switch request.sketch {
                 case .subscribers? where b.trackSubscribers:
                     if slot.subscribers == nil { slot.subscribers = HyperLogLog(precision: b.hllPrecision) }
-                    slot.subscribers?.merge(b.subscriberSketches[i])
+                    slot.subscribers?.merge(b.subscriberSketch(i))
                 case .rtt? where b.trackRTT:
                     if slot.rtt == nil { slot.rtt = QuantileSketch() }
                     slot.rtt?.merge(b.rttSketches[i])

@@ -104,7 +104,7 @@ enum RollupSnapshotCodec {
                     put(UInt64(c.rttMax))
                     put(UInt64(max(-1, c.lastOffset) + 1))
                     out.append(dirty.contains(i) ? 1 : 0)
-                    if b.trackSubscribers { putBytes(b.subscriberSketches[i].serialized()) }
+                    if b.trackSubscribers { putBytes(b.subscriberSketch(i).serialized()) }
                     if b.trackRTT { putBytes(b.rttSketches[i].serialized()) }
                 }
             }
@@ -204,7 +204,7 @@ enum RollupSnapshotCodec {
                         guard let h = HyperLogLog(serialized: try nextBytes("subscriber sketch")), h.precision == b.hllPrecision else {
                             throw SnapshotError("snapshot subscriber sketch is malformed")
                         }
-                        b.subscriberSketches[i] = h
+                        b.setSubscriberSketch(i, h)
                     }
                     if b.trackRTT {
                         guard let q = QuantileSketch(serialized: try nextBytes("RTT sketch")),

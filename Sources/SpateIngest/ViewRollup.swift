@@ -108,7 +108,8 @@ final class ViewRollup {
     /// sketches once per message instead of once per record, and keeps the loops short enough
     /// for the processor to overlap the misses that remain. The result is the same: sums
     /// saturate monotonically, sketches are sets, cells are created in record order, and the
-    /// whole message is applied before this returns (nothing is left buffered).
+    /// whole message is applied before this returns, except the subscriber-sketch adds, which
+    /// wait in their bucket's log (`BucketCells.addSubscriber`) that every read applies first.
     func fold(
         batch: DecodedBatch, inputs: UnsafeBufferPointer<FoldInput>, ids: UnsafeBufferPointer<UInt32>, stride: Int,
         offset: Int64, maxEventTsBefore: UInt64, replayWatermark: UInt64?
@@ -217,7 +218,7 @@ final class ViewRollup {
             grouping.sort(e)
         }
         // Phase 4: each touched cell once, with all of its records, after reading ahead what
-        // its sketches' adds will touch.
+        // its RTT sketch's adds will touch.
         entries.withUnsafeBufferPointer { all in
             let e = UnsafeBufferPointer(rebasing: all[0..<m])
             var first = 0
@@ -227,7 +228,7 @@ final class ViewRollup {
                 while end < e.count && e[end] >> 48 == ordinal { end += 1 }
                 let b = chunkBuckets[Int(ordinal)]
                 let bucketEntries = UnsafeBufferPointer(rebasing: e[first..<end])
-                readAhead &+= b.readAheadSketches(entries: bucketEntries, inputs: inputs)
+                readAhead &+= b.readAheadRTT(entries: bucketEntries, inputs: inputs)
                 apply(bucketEntries, to: b, batch: batch, inputs: inputs, offset: offset)
                 first = end
             }
@@ -237,7 +238,7 @@ final class ViewRollup {
     }
 
     /// Adds the records of `entries` (grouped by cell, all of bucket `b`) to their cells, each
-    /// cell once for its group: sums, then the RTT sketch, then the subscribers sketch.
+    /// cell once for its group: sums, then the RTT sketch, then the subscribers sketch's log.
     @inline(__always)
     private func apply(
         _ entries: UnsafeBufferPointer<UInt64>, to b: BucketCells, batch: DecodedBatch, inputs: UnsafeBufferPointer<FoldInput>,
@@ -247,51 +248,49 @@ final class ViewRollup {
         let trackSubscribers = b.trackSubscribers
         b.cells.withUnsafeMutableBufferPointer { cells in
             b.rttSketches.withUnsafeMutableBufferPointer { rttSketches in
-                b.subscriberSketches.withUnsafeMutableBufferPointer { subscriberSketches in
-                    var k = 0
-                    while k < entries.count {
-                        let group = entries[k] >> 16
-                        var j = k + 1
-                        while j < entries.count && entries[j] >> 16 == group { j += 1 }
-                        let i = Int(group & 0xFFFF_FFFF)
-                        let records = UnsafeBufferPointer(rebasing: entries[k..<j])
-                        var c = cells[i]
-                        if !c.dirty { b.dirtyCells.append(Int32(i)) }
-                        c.dirty = true
-                        c.lastOffset = offset
-                        var rttSeen = false
-                        for e in records {
-                            let r = inputs[Int(e & 0xFFFF)]
-                            c.records = CellSum.add(c.records, 1)
-                            c.flows = CellSum.add(c.flows, r.flows)
-                            c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
-                            c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
-                            c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
-                            c.packetsDown = CellSum.add(c.packetsDown, r.packetsDown)
-                            let rtt = r.rttMicros
-                            if rtt > 0 {
-                                rttSeen = true
-                                c.rttCount = CellSum.add(c.rttCount, 1)
-                                c.rttSum = CellSum.add(c.rttSum, UInt64(rtt))
-                                if rtt < c.rttMin { c.rttMin = rtt }
-                                if rtt > c.rttMax { c.rttMax = rtt }
-                            }
+                var k = 0
+                while k < entries.count {
+                    let group = entries[k] >> 16
+                    var j = k + 1
+                    while j < entries.count && entries[j] >> 16 == group { j += 1 }
+                    let i = Int(group & 0xFFFF_FFFF)
+                    let records = UnsafeBufferPointer(rebasing: entries[k..<j])
+                    var c = cells[i]
+                    if !c.dirty { b.dirtyCells.append(Int32(i)) }
+                    c.dirty = true
+                    c.lastOffset = offset
+                    var rttSeen = false
+                    for e in records {
+                        let r = inputs[Int(e & 0xFFFF)]
+                        c.records = CellSum.add(c.records, 1)
+                        c.flows = CellSum.add(c.flows, r.flows)
+                        c.bytesUp = CellSum.add(c.bytesUp, r.bytesUp)
+                        c.bytesDown = CellSum.add(c.bytesDown, r.bytesDown)
+                        c.packetsUp = CellSum.add(c.packetsUp, r.packetsUp)
+                        c.packetsDown = CellSum.add(c.packetsDown, r.packetsDown)
+                        let rtt = r.rttMicros
+                        if rtt > 0 {
+                            rttSeen = true
+                            c.rttCount = CellSum.add(c.rttCount, 1)
+                            c.rttSum = CellSum.add(c.rttSum, UInt64(rtt))
+                            if rtt < c.rttMin { c.rttMin = rtt }
+                            if rtt > c.rttMax { c.rttMax = rtt }
                         }
-                        cells[i] = c
-                        if rttSeen && trackRTT {
-                            for e in records {
-                                let input = inputs[Int(e & 0xFFFF)]
-                                if input.hasRTT { rttSketches[i].add(bucket: input.rttBucket) }
-                            }
-                        }
-                        if trackSubscribers {
-                            for e in records {
-                                let input = inputs[Int(e & 0xFFFF)]
-                                if input.hasSubscriber { subscriberSketches[i].add(hash: input.subscriberHash) }
-                            }
-                        }
-                        k = j
                     }
+                    cells[i] = c
+                    if rttSeen && trackRTT {
+                        for e in records {
+                            let input = inputs[Int(e & 0xFFFF)]
+                            if input.hasRTT { rttSketches[i].add(bucket: input.rttBucket) }
+                        }
+                    }
+                    if trackSubscribers {
+                        for e in records {
+                            let input = inputs[Int(e & 0xFFFF)]
+                            if input.hasSubscriber { b.addSubscriber(cell: i, hash: input.subscriberHash) }
+                        }
+                    }
+                    k = j
                 }
             }
         }
@@ -356,6 +355,7 @@ final class ViewRollup {
         var keep: [BucketCells] = []
         for b in buckets {
             if b.end <= watermark {
+                b.finishAdds()
                 if !b.dirtyCells.isEmpty || (definition.topK > 0 && b.count > 0) {
                     closing.append(b)
                 } else if keepsReleased {
@@ -439,7 +439,7 @@ final class ViewRollup {
             other.rttMin = min(other.rttMin, c.rttMin)
             other.rttMax = max(other.rttMax, c.rttMax)
             other.lastOffset = max(other.lastOffset, c.lastOffset)
-            if b.trackSubscribers { hll?.merge(b.subscriberSketches[i]) }
+            if b.trackSubscribers { hll?.merge(b.subscriberSketch(i)) }
             if b.trackRTT { rtt?.merge(b.rttSketches[i]) }
         }
         sink.add(document(b, other, Array(repeating: ViewDefinition.otherValue, count: width), partition: partition, hll: hll, rtt: rtt))
@@ -456,7 +456,7 @@ final class ViewRollup {
     private func emitCell(_ b: BucketCells, _ i: Int, _ values: [String], partition: Int32, into sink: inout some RollupDocumentSink) {
         sink.add(
             document(
-                b, b.cells[i], values, partition: partition, hll: b.trackSubscribers ? b.subscriberSketches[i] : nil,
+                b, b.cells[i], values, partition: partition, hll: b.trackSubscribers ? b.subscriberSketch(i) : nil,
                 rtt: b.trackRTT ? b.rttSketches[i] : nil))
     }
 

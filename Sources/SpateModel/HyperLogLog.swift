@@ -31,21 +31,33 @@ public struct HyperLogLog: Sendable, Hashable {
     @inline(__always)
     public mutating func add(hash: UInt64) {
         if !dense {
-            let p2 = Self.sparsePrecision
-            let index = UInt32(truncatingIfNeeded: hash >> UInt64(64 - p2))
-            let rho = UInt32(min((hash << UInt64(p2)).leadingZeroBitCount + 1, 64 - p2 + 1))
-            if entries.buffer(index << 6 | rho) { settle() }
+            if entries.buffer(Self.sparseWord(hash: hash)) { settle() }
         } else {
             addDense(hash: hash)
         }
     }
 
-    /// Reads the memory `add(hash:)` would touch first and returns it (meaningless to the
-    /// caller): a read-ahead over many adds lets the processor overlap their cache misses.
+    /// The sparse word of `hash` (its index at precision 25 << 6 | its rho): what `add(hash:)`
+    /// records, for a caller that collects adds and applies them later with `add(sparseWords:)`.
     @inline(__always)
-    public func readAhead(hash: UInt64) -> UInt32 {
-        if !dense { return entries.readAhead() }
-        return UInt32(registers[Int(hash >> UInt64(64 - precision))])
+    public static func sparseWord(hash: UInt64) -> UInt32 {
+        let p2 = sparsePrecision
+        let index = UInt32(truncatingIfNeeded: hash >> UInt64(64 - p2))
+        let rho = UInt32(min((hash << UInt64(p2)).leadingZeroBitCount + 1, 64 - p2 + 1))
+        return index << 6 | rho
+    }
+
+    /// Adds items by their sparse words (`sparseWord(hash:)`), in order: the same sketch, down
+    /// to what is buffered, as `add(hash:)` of each item in that order. A dense sketch takes a
+    /// word as HLL++ converts a sparse entry, which gives the register `add(hash:)` would.
+    public mutating func add(sparseWords words: UnsafeBufferPointer<UInt32>) {
+        var next = 0
+        while next < words.count && !dense {
+            next += entries.buffer(UnsafeBufferPointer(rebasing: words[next...]))
+            if entries.isFull { settle() }
+        }
+        guard next < words.count else { return }
+        for w in words[next...] { mergeSparseEntry(index: w >> 6, rho: UInt8(truncatingIfNeeded: w & 0x3f)) }
     }
 
     @inline(__always)

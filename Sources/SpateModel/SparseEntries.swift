@@ -35,10 +35,17 @@ struct SparseEntries: Sendable, Hashable {
         return buffered.count >= limit
     }
 
-    /// Reads the buffer's header and its last word, next to which `buffer(_:)` writes
-    /// (meaningless to the caller: see `HyperLogLog.readAhead`).
-    @inline(__always)
-    func readAhead() -> UInt32 { buffered.last ?? 0 }
+    /// Whether the buffer is full and must be merged (`mergeBuffered`).
+    var isFull: Bool { buffered.count >= limit }
+
+    /// Buffers words from the front of `words` until the buffer is full or they run out, and
+    /// returns how many it took: as many `buffer(_:)` calls as that, stopping at the first
+    /// that reported the buffer full.
+    mutating func buffer(_ words: UnsafeBufferPointer<UInt32>) -> Int {
+        let taken = min(words.count, max(1, limit - buffered.count))
+        buffered.append(contentsOf: UnsafeBufferPointer(rebasing: words[..<taken]))
+        return taken
+    }
 
     /// Appends a word not below the last one (deserialization): a word of the last index
     /// replaces it (same index, rho at least as large).

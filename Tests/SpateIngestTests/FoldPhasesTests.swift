@@ -86,4 +86,50 @@ struct FoldPhasesTests {
             }
         }
     }
+
+    /// Subscriber-sketch adds wait in their bucket's log (`BucketCells.addSubscriber`) across
+    /// messages, until the log is full or something reads a sketch. 40 messages of 1,000 records
+    /// into one bucket of three cells pass the log's limit twice; a flush every third message
+    /// reads the sketches in between. Every document must carry the sketch of adding its records
+    /// one by one, up to that message (p 12 turns dense midway, p 16 stays sparse).
+    @Test("pending sketch adds: every flush sees the records folded so far", arguments: [12, 16])
+    func pendingAddsAcrossMessages(hllPrecision: Int) throws {
+        let view = ViewDefinition(
+            name: "app_5m", bucketMs: 300_000, dimensions: [.application], sketches: [.subscribers, .rtt],
+            hllPrecision: hllPrecision, flushIntervalMs: 1000)
+        var rng = SplitMix64(seed: UInt64(hllPrecision))
+        let base: UInt64 = 1_790_000_100_000
+        let rollup = PartitionRollup(partition: 0, views: [view], latenessMs: 600_000, resume: .beginning())
+        var expected: [String: HyperLogLog] = [:]
+        var flushed = 0
+        for message in 0..<40 {
+            var records = SampleRecords.make(count: 1000, seed: UInt64(message), probeID: 3)
+            for i in records.indices {
+                records[i].endTimeMs = base + UInt64(message) * 1000 + UInt64(i)
+                records[i].startTimeMs = records[i].endTimeMs - 10
+                records[i].application = "app\(rng.next() % 3)"
+                records[i].subscriberID = i % 11 == 0 ? "" : "s\(rng.next() % 20_000)"
+                let r = records[i]
+                if !r.subscriberID.isEmpty { expected[r.application, default: HyperLogLog(precision: hllPrecision)].add(hash: StableHash.hash(r.subscriberID)) }
+            }
+            let bytes = RecordBatchEncoder.encodeShim(
+                RecordBatchEncoder(), RecordBatch(probeID: 3, sequence: UInt64(message), createdMs: base, records: records))
+            let outcome = try bytes.withUnsafeBytes { raw in try RecordBatchDecoder().withBatch(raw) { try rollup.fold(offset: Int64(message), batch: $0) } }
+            #expect(outcome.folded == records.count)
+            if message % 3 == 2 || message == 39 {
+                var sink = CollectingSink()
+                _ = rollup.flush(due: { _ in true }, into: &sink)
+                #expect(sink.documents.count == 3, "after message \(message)")
+                for d in sink.documents {
+                    let e = try #require(expected[d.dimensionValues[0]])
+                    #expect(d.subscribers?.serialized() == e.serialized(), "\(d.dimensionValues[0]) after message \(message)")
+                    #expect(d.subscribers?.isSparse == e.isSparse)
+                }
+                flushed += 1
+            }
+        }
+        #expect(flushed == 14)
+        #expect(expected.values.contains { !$0.isSparse } == (hllPrecision == 12))
+    }
 }
+

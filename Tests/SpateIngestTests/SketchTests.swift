@@ -98,6 +98,27 @@ struct SketchTests {
         #expect(!restored.isSparse)
     }
 
+    @Test("adds as sparse words in runs of any length equal adds one by one, through the turn to dense", arguments: [4, 12, 14])
+    func hllSparseWordRuns(precision p: Int) {
+        var rng = SplitMix64(seed: 77 + UInt64(p))
+        let limit = (1 << p) / 4
+        let hashes = (0..<5 * limit + 100).map { i in i % 4 == 0 ? UInt64(i / 4) &* 0x9E37_79B9_7F4A_7C15 : rng.next() }
+        var byHash = HyperLogLog(precision: p)
+        var byRuns = HyperLogLog(precision: p)
+        var next = 0
+        while next < hashes.count {
+            let run = Array(hashes[next..<min(hashes.count, next + 1 + Int(rng.next() % 300))])
+            for h in run { byHash.add(hash: h) }
+            let words = run.map { HyperLogLog.sparseWord(hash: $0) }
+            words.withUnsafeBufferPointer { byRuns.add(sparseWords: $0) }
+            next += run.count
+            #expect(byRuns.isSparse == byHash.isSparse, "after \(next) adds")
+            #expect(byRuns.serialized() == byHash.serialized(), "after \(next) adds")
+        }
+        #expect(!byRuns.isSparse)
+        #expect(byRuns == byHash)
+    }
+
     @Test("quantile sketch answers within its relative accuracy; merge is exact")
     func quantiles() throws {
         var rng = SplitMix64(seed: 9)
