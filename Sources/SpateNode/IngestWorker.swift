@@ -413,9 +413,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         let reading = ContinuousClock.now
         guard let answers = readCheckpoints(partitions.map(\.partition)) else {
             // Stopping: take no state for them; the revoke that follows finds no slot and the
-            // next owner starts from the checkpoints.
-            logger.info("partitions \(partitions.map(\.partition)): shutting down before their checkpoints could be read; not started")
-            incomplete.store(true, ordering: .relaxed)
+            // next owner starts from the checkpoints. Nothing of them was read or written here,
+            // so nothing is left to hand over: the shutdown is still complete (exit 0), as a
+            // SIGTERM that comes with a rebalance should be.
+            logger.info("partitions \(partitions.map(\.partition)): shutting down before their checkpoints could be read; not started, nothing to hand over")
             return starts
         }
         if !partitions.isEmpty {
