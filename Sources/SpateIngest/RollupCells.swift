@@ -163,43 +163,38 @@ final class BucketCells {
         subscriberSketches[i] = sketch
     }
 
-    /// Applies every pending sketch add.
+    /// Applies every pending sketch add, grouped by cell (a stable sort: each sketch gets its
+    /// words in arrival order).
     func applyPending() {
-        guard !pendingSubscribers.isEmpty else { return }
-        subscriberSketches.withUnsafeMutableBufferPointer { sketches in
-            Self.drain(&pendingSubscribers) { cell, words in sketches[cell].add(sparseWords: words) }
+        let n = pendingSubscribers.count
+        guard n > 0 else { return }
+        pendingSubscribers.withUnsafeMutableBufferPointer { pending in
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
+                RadixSort.sort(pending, scratch: scratch, fromBit: 32)
+            }
+            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { words in
+                subscriberSketches.withUnsafeMutableBufferPointer { sketches in
+                    var k = 0
+                    while k < n {
+                        let cell = pending[k] >> 32
+                        var j = k
+                        while j < n && pending[j] >> 32 == cell {
+                            words[j - k] = UInt32(truncatingIfNeeded: pending[j])
+                            j += 1
+                        }
+                        sketches[Int(cell)].add(sparseWords: UnsafeBufferPointer(rebasing: words[0..<(j - k)]))
+                        k = j
+                    }
+                }
+            }
         }
+        pendingSubscribers.removeAll(keepingCapacity: true)
     }
 
     /// Applies every pending add and frees the log: the bucket has closed and takes no more.
     func finishAdds() {
         applyPending()
         pendingSubscribers = []
-    }
-
-    /// Empties `log`, passing its words to `body` grouped by cell (a stable sort: each cell's
-    /// words in arrival order).
-    private static func drain(_ log: inout [UInt64], _ body: (Int, UnsafeBufferPointer<UInt32>) -> Void) {
-        let n = log.count
-        log.withUnsafeMutableBufferPointer { pending in
-            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: n) { scratch in
-                RadixSort.sort(pending, scratch: scratch, fromBit: 32)
-            }
-            withUnsafeTemporaryAllocation(of: UInt32.self, capacity: n) { words in
-                var k = 0
-                while k < n {
-                    let cell = pending[k] >> 32
-                    var j = k
-                    while j < n && pending[j] >> 32 == cell {
-                        words[j - k] = UInt32(truncatingIfNeeded: pending[j])
-                        j += 1
-                    }
-                    body(Int(cell), UnsafeBufferPointer(rebasing: words[0..<(j - k)]))
-                    k = j
-                }
-            }
-        }
-        log.removeAll(keepingCapacity: true)
     }
 
     /// The index of the cell for `key` (`width` words), creating it when new.

@@ -410,18 +410,19 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
 
     func consumer(_ consumer: KafkaConsumer, assigned partitions: [KafkaTopicPartition]) -> [KafkaTopicPartition: Int64] {
         var starts: [KafkaTopicPartition: Int64] = [:]
+        let ids = partitions.map(\.partition)
         let reading = ContinuousClock.now
-        guard let answers = readCheckpoints(partitions.map(\.partition)) else {
+        guard let answers = readCheckpoints(ids) else {
             // Stopping: take no state for them; the revoke that follows finds no slot and the
             // next owner starts from the checkpoints. Nothing of them was read or written here,
             // so nothing is left to hand over: the shutdown is still complete (exit 0), as a
             // SIGTERM that comes with a rebalance should be.
-            logger.info("partitions \(partitions.map(\.partition)): shutting down before their checkpoints could be read; not started, nothing to hand over")
+            logger.info("partitions \(ids): shutting down before their checkpoints could be read; not started, nothing to hand over")
             return starts
         }
         if !partitions.isEmpty {
             let took = (ContinuousClock.now - reading).wholeMilliseconds
-            logger.info("read the checkpoints of partitions \(partitions.map(\.partition)) in \(took) ms")
+            logger.info("read the checkpoints of partitions \(ids) in \(took) ms")
         }
         for tp in partitions {
             guard let (resume, snapshot) = answers[tp.partition] else { continue }
@@ -489,23 +490,20 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         let task = Task {
             let answers = await withTaskGroup(of: (Int32, CheckpointAnswer?).self) { group -> [Int32: CheckpointAnswer]? in
                 var out: [Int32: CheckpointAnswer] = [:]
-                var next = 0
-                while next < min(partitions.count, Self.checkpointReadConcurrency) {
-                    let p = partitions[next]
-                    group.addTask { (p, await Self.readCheckpoint(p, store: store, logger: logger)) }
-                    next += 1
-                }
-                for await (p, answer) in group {
+                var waiting = partitions[...]
+                var running = 0
+                while running > 0 || !waiting.isEmpty {
+                    while running < Self.checkpointReadConcurrency, let p = waiting.popFirst() {
+                        group.addTask { (p, await Self.readCheckpoint(p, store: store, logger: logger)) }
+                        running += 1
+                    }
+                    guard let (p, answer) = await group.next() else { break }
+                    running -= 1
                     guard let answer else {
                         group.cancelAll()
                         return nil
                     }
                     out[p] = answer
-                    if next < partitions.count {
-                        let q = partitions[next]
-                        group.addTask { (q, await Self.readCheckpoint(q, store: store, logger: logger)) }
-                        next += 1
-                    }
                 }
                 return out
             }
