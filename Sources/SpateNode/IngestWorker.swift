@@ -67,6 +67,8 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private var localMessages: UInt64 = 0
     private var lastOpenBytes = 0
     private let recordLimits: RecordLimits
+    /// This worker's share of `ingest.snapshot_max_rate`.
+    private var snapshotBudget: SnapshotBudget
 
     init(
         index: Int, configuration: NodeConfiguration, writer: BulkWriter, deadLetters: DeadLetterQueue,
@@ -83,6 +85,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         self.logger = l
         recordLimits = configuration.ingest.recordLimits
         nextDue = configuration.views.map { .now + .milliseconds(Int64($0.flushIntervalMs)) }
+        snapshotBudget = SnapshotBudget(rate: configuration.ingest.snapshotMaxRate, workers: configuration.node.workers, now: .now)
     }
 
     /// The librdkafka properties of this worker's consumer.
@@ -283,9 +286,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     }
 
     /// Builds and submits a ticket; returns it, or nil when there was nothing new. The ticket
-    /// also saves the open buckets when `ingest.snapshot_interval` has passed since the last
-    /// snapshot, and always when the partition is being released, so its next owner reads on
-    /// from here. A release without snapshots flushes every view instead.
+    /// also saves the open buckets when the partition's snapshot interval has passed since its
+    /// last snapshot and the worker's `snapshotBudget` allows, and always when the partition is
+    /// being released, so its next owner reads on from here. A release without snapshots
+    /// flushes every view instead.
     @discardableResult
     private func submitFlush(_ partition: Int32, _ slot: Slot, releasing: Bool = false) -> FlushTicket? {
         let naming = IndexNaming(prefix: configuration.elasticsearch.indexPrefix)
@@ -298,8 +302,9 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         let previous = slot.lastSubmitted
         resume.snapshot = previous?.snapshot
         let rollup = slot.rollup
+        let now = ContinuousClock.now
         let snapshotDue = interval > .zero && rollup.nextOffset > resume.offset && rollup.nextOffset > (previous?.snapshot?.offset ?? -1)
-            && (releasing || slot.lastSnapshotAt.map { ContinuousClock.now - $0 >= interval } ?? true)
+            && (releasing || (slot.lastSnapshotAt.map { now - $0 >= interval } ?? true) && snapshotBudget.allows(now: now))
         if sink.count == 0 && resume == previous && !snapshotDue { return nil }
         var body = sink.body
         if snapshotDue {
@@ -310,8 +315,9 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 bytes, to: &body, index: naming.snapshotIndex, group: configuration.kafka.group, topic: configuration.kafka.topic,
                 partition: partition, offset: rollup.nextOffset, maxEventTs: rollup.maxEventTs, slot: target,
                 chunkBytes: SnapshotDocument.chunkBytes(bulkMaxBytes: configuration.elasticsearch.bulkMaxBytes))
-            slot.lastSnapshotAt = .now
+            slot.lastSnapshotAt = now
             slot.lastSnapshotBytes = bytes.count
+            snapshotBudget.charge(bytes.count, now: now)
             counters.snapshotsWritten.add(1, ordering: .relaxed)
             counters.snapshotBytes.add(UInt64(bytes.count), ordering: .relaxed)
         }
@@ -324,7 +330,8 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
 
     /// How long after its last snapshot a partition's next one is due: `ingest.snapshot_interval`,
     /// stretched so that this node writes at most `ingest.snapshot_max_rate` bytes of snapshots
-    /// per second (each owned partition gets an equal share). Zero: snapshots are off.
+    /// per second (each owned partition gets an equal share). Zero: snapshots are off. The
+    /// worker's `snapshotBudget` holds a due snapshot back too (first snapshots included).
     private func snapshotInterval(_ slot: Slot) -> Duration {
         let base = configuration.ingest.snapshotInterval
         guard base > .zero else { return .zero }
