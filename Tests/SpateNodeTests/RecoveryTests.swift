@@ -79,8 +79,18 @@ struct RecoveryTests {
         // The checkpoints just before the kill: lower bounds of the victim's last ones (it may
         // write more before it dies). Read before, not after: the broker may hand the victim's
         // partitions over as soon as its connection drops, and the new owner's own checkpoints
-        // would then be read here instead.
-        let atKill = try await Self.checkpoints(bed)
+        // would then be read here instead. On a loaded machine a partition's first snapshot can
+        // come later than these 18 s; the kill then waits until every partition with records
+        // has a checkpoint naming one (a checkpoint keeps its snapshot reference once it has
+        // one, so they stay lower bounds).
+        var atKill = try await Self.checkpoints(bed)
+        let ready = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < ready {
+            let withRecords = try marks.high().filter { $0.value > 0 }.keys
+            if withRecords.allSatisfy({ atKill[$0]?.snapshot != nil }) { break }
+            try await Task.sleep(for: .milliseconds(500))
+            atKill = try await Self.checkpoints(bed)
+        }
         let logBefore = (try? String(contentsOfFile: "\(bed.directory)/a.log", encoding: .utf8))?.count ?? 0
         victim.signal(SIGKILL)
         #expect(victim.wait(timeout: .seconds(10)) == 128 + SIGKILL)
