@@ -329,9 +329,10 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     }
 
     /// How long after its last snapshot a partition's next one is due: `ingest.snapshot_interval`,
-    /// stretched so that this node writes at most `ingest.snapshot_max_rate` bytes of snapshots
-    /// per second (each owned partition gets an equal share). Zero: snapshots are off. The
-    /// worker's `snapshotBudget` holds a due snapshot back too (first snapshots included).
+    /// stretched to its last snapshot's size over an equal share of `ingest.snapshot_max_rate`
+    /// (so a large partition does not take the others' turns). Zero: snapshots are off. The
+    /// rate itself is held by the worker's `snapshotBudget`, which also covers first snapshots
+    /// (no last size to stretch by).
     private func snapshotInterval(_ slot: Slot) -> Duration {
         let base = configuration.ingest.snapshotInterval
         guard base > .zero else { return .zero }
