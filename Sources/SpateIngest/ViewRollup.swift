@@ -297,11 +297,17 @@ final class ViewRollup {
     }
 
     /// A cell key's hash: the bucket start and every key word. Fold and `remapStrings` must agree.
+    /// It lives only in memory (the bucket tables; a snapshot's restore recomputes it), so it is
+    /// not `StableHash`'s: one multiply and a rotation per word, which is a bijection of the
+    /// word, and one finalizing mix for the table's low (slot) and high (tag) bits.
     @inline(__always)
     static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>) -> UInt64 {
-        var h = bucketStart
-        for v in key { h = StableHash.combine(h, v) }
-        return h
+        var h = bucketStart &* 0x9E37_79B9_7F4A_7C15
+        for v in key {
+            h = (h ^ v) &* 0x9E37_79B9_7F4A_7C15
+            h = h << 26 | h >> 38
+        }
+        return StableHash.finalize(h)
     }
 
     /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.
