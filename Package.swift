@@ -54,6 +54,8 @@ let package = Package(
             name: "SpateProtos",
             linkerSettings: [.linkedLibrary("protobuf-c")]),
 
+        // A prefetch hint for the ingest fold's read-ahead passes (Swift has none).
+        .target(name: "CPrefetch"),
         .target(name: "SpateJSON", swiftSettings: strict),
         .target(name: "SpateModel", swiftSettings: hotPath),
         .target(name: "SpateCodec", dependencies: ["SpateProtos", "SpateModel"], swiftSettings: hotPath),
@@ -96,7 +98,7 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "SpateIngest",
-            dependencies: ["SpateCodec", "SpateModel"],
+            dependencies: ["SpateCodec", "SpateModel", "CPrefetch"],
             swiftSettings: hotPath),
         // The store's side of a rollup: document shape and ids, index naming and templates,
         // checkpoints, the retention plan. Read by ingest's writer and by queries alike.

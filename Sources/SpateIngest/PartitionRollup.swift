@@ -90,8 +90,6 @@ public final class PartitionRollup {
     private var inputs: [FoldInput] = []
     /// Scratch: the hashes of the current message's strings, like `scratchIDs`.
     private var stringHashes: [UInt64] = []
-    /// What the read-ahead pass loaded, kept so that the loads are not optimized away.
-    private var readAheadSink = 0
     private let stringFields: [Dimension]
     private let needsSubscriber: Bool
     /// The subscriber's position among a record's interned strings (-1: not interned).
@@ -168,23 +166,18 @@ public final class PartitionRollup {
         let n = batch.count
         let stride = stringFields.count
         // Pass 1: resolve every string first, so a bad one rejects the whole message untouched.
-        // The strings are hashed and the interner's memory for them read ahead first (most
-        // subscribers miss the caches), then interned. The read-ahead loops are separate from
-        // the hashing: a loop that only loads keeps many misses in flight, one that also hashes
-        // six strings per record keeps one or two.
+        // The strings are hashed and the interner's memory for them prefetched first (most
+        // subscribers miss the caches), then interned.
         if scratchIDs.count < n * stride { scratchIDs = [UInt32](repeating: 0, count: n * stride) }
         if stringHashes.count < n * stride { stringHashes = [UInt64](repeating: 0, count: n * stride) }
         let interner = self.interner
-        var readAhead = 0
         stringHashes.withUnsafeMutableBufferPointer { hashes in
             for i in 0..<n {
                 let r = batch[i]
                 for k in 0..<stride { hashes[i * stride + k] = StringInterner.hash(Self.string(stringFields[k], of: r)) }
             }
-            for h in hashes.prefix(n * stride) { readAhead &+= interner.readAhead(hash: h) }
-            for h in hashes.prefix(n * stride) { readAhead &+= interner.readAheadString(hash: h) }
+            interner.prefetch(hashes: UnsafeBufferPointer(rebasing: hashes.prefix(n * stride)))
         }
-        readAheadSink = readAhead
         for i in 0..<n {
             let r = batch[i]
             for (k, field) in stringFields.enumerated() {

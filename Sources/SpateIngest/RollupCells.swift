@@ -1,3 +1,4 @@
+import CPrefetch
 import SpateModel
 
 /// Cell sums never wrap: they stop at `max`, the largest value the store's `long` holds.
@@ -41,31 +42,39 @@ struct RollupCell {
     }
 }
 
-/// A bucket table's memory seen by a read-ahead pass: the loads `cellIndex` and a cell update
-/// will make, made ahead for a whole chunk of records in a tight loop without references, so the
-/// processor overlaps their cache misses instead of taking them one after another. The values
-/// returned are meaningless (summed into a sink so the loads are not optimized away).
-struct ReadAhead {
+/// A bucket table's memory seen by a prefetch pass: the lines `cellIndex` and a cell update
+/// will touch, asked for ahead for a whole chunk of records in a tight loop without references,
+/// so the processor overlaps their cache misses instead of taking them one after another.
+///
+/// Why prefetches: the loads this pass used to make (summed into a sink) each waited for its
+/// line before retiring, so the loop stalled as soon as the processor's load queue filled; a
+/// prefetch retires at once. Measured with the fold bench: 5–8% less CPU per record.
+struct TablePrefetch {
     let slots: UnsafeBufferPointer<UInt64>
     let mask: Int
     let keys: UnsafeBufferPointer<UInt64>
     let width: Int
     let cells: UnsafeBufferPointer<RollupCell>
 
-    /// The slot a lookup of `hash` probes first.
+    /// Prefetches the slot a lookup of `hash` probes first.
     @inline(__always)
-    func slot(hash: UInt64) -> UInt64 { slots[Int(truncatingIfNeeded: hash) & mask] }
+    func prefetchSlot(hash: UInt64) {
+        if let base = slots.baseAddress { spate_prefetch(base + (Int(truncatingIfNeeded: hash) & mask)) }
+    }
 
-    /// The key and cell that slot points to, if any (read once the slot is in cache). A cell
-    /// spans at most two cache lines; its first and last words lie one in each, so the update
-    /// finds the whole cell in cache.
+    /// Prefetches the key and the cell that slot points to, if any: the slot itself is read, so
+    /// call this once it has had time to arrive. A cell spans at most two cache lines; its
+    /// first and last bytes lie one in each.
     @inline(__always)
-    func cell(hash: UInt64) -> UInt64 {
+    func prefetchCell(hash: UInt64) {
         let e = slots[Int(truncatingIfNeeded: hash) & mask]
-        guard e != 0 else { return 0 }
+        guard e != 0 else { return }
         let i = Int(e & 0xFFFF_FFFF) - 1
-        let c = cells[i]
-        return keys[i * width] &+ c.records &+ UInt64(bitPattern: c.lastOffset)
+        guard i < cells.count, i * width < keys.count, let cellBase = cells.baseAddress, let keyBase = keys.baseAddress else { return }
+        spate_prefetch(keyBase + i * width)
+        let raw = UnsafeRawPointer(cellBase + i)
+        spate_prefetch(raw)
+        spate_prefetch(raw + (MemoryLayout<RollupCell>.size - 1))
     }
 }
 
@@ -93,7 +102,7 @@ final class BucketCells {
     /// they are seldom in cache. Appended here, an add writes the line the previous add wrote;
     /// applying the adds grouped by cell reads each sketch once per group. Each sketch receives
     /// the same words in the same order, so its state is the same as with adds made at once.
-    /// (An RTT sketch is a few lines of counts, read ahead before its adds: a log measured no
+    /// (An RTT sketch is a few lines of counts, prefetched before its adds: a log measured no
     /// faster.)
     private var pendingSubscribers: [UInt64] = []
     /// Open addressing: each slot holds `hash >> 32 << 32 | (cell index + 1)`, 0 when empty,
@@ -221,31 +230,37 @@ final class BucketCells {
         return i
     }
 
-    /// The table as raw memory for a read-ahead pass (`ReadAhead`), valid inside `body`.
+    /// The table as raw memory for a prefetch pass (`TablePrefetch`), valid inside `body`.
     @inline(__always)
-    func withReadAhead<R>(_ body: (ReadAhead) -> R) -> R {
+    func withPrefetch<R>(_ body: (TablePrefetch) -> R) -> R {
         slots.withUnsafeBufferPointer { slots in
             keys.withUnsafeBufferPointer { keys in
                 cells.withUnsafeBufferPointer { cells in
-                    body(ReadAhead(slots: slots, mask: mask, keys: keys, width: width, cells: cells))
+                    body(TablePrefetch(slots: slots, mask: mask, keys: keys, width: width, cells: cells))
                 }
             }
         }
     }
 
-    /// Reads what adding the RTTs of `entries` (cell << 16 | position in `inputs`, in bits
-    /// 0..<48) to their cells' sketches will touch first, and returns it (meaningless to the
-    /// caller): see `ReadAhead`.
-    func readAheadRTT(entries: UnsafeBufferPointer<UInt64>, inputs: UnsafeBufferPointer<FoldInput>) -> UInt64 {
-        guard trackRTT else { return 0 }
-        var t: UInt64 = 0
+    /// Prefetches what adding the RTTs of `entries` (cell << 16 | position in `inputs`, in bits
+    /// 0..<48) to their cells' sketches will touch: every sketch, then (once those have had
+    /// time to arrive) the count each add updates.
+    func prefetchRTT(entries: UnsafeBufferPointer<UInt64>, inputs: UnsafeBufferPointer<FoldInput>) {
+        guard trackRTT else { return }
         rttSketches.withUnsafeBufferPointer { sketches in
+            guard let base = sketches.baseAddress else { return }
+            for e in entries {
+                let cell = Int(e >> 16 & 0xFFFF_FFFF)
+                if inputs[Int(e & 0xFFFF)].hasRTT && cell < sketches.count { spate_prefetch(base + cell) }
+            }
             for e in entries {
                 let input = inputs[Int(e & 0xFFFF)]
-                if input.hasRTT, let bucket = input.rttBucket { t &+= sketches[Int(e >> 16 & 0xFFFF_FFFF)].readAhead(bucket: bucket) }
+                let cell = Int(e >> 16 & 0xFFFF_FFFF)
+                if input.hasRTT, let bucket = input.rttBucket, cell < sketches.count, let p = sketches[cell].countAddress(bucket: bucket) {
+                    spate_prefetch(p)
+                }
             }
         }
-        return t
     }
 
     @inline(__always)

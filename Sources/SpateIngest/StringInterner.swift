@@ -1,3 +1,4 @@
+import CPrefetch
 import SpateModel
 
 /// Maps dimension strings seen in records to small integer ids, so rollup keys are integers
@@ -51,18 +52,23 @@ public final class StringInterner {
     @inline(__always)
     public static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 { StableHash.hash(UnsafeRawBufferPointer(bytes)) }
 
-    /// Reads the table slot a lookup of `hash` probes first and returns it (meaningless to the
-    /// caller): a read-ahead pass over a message's strings lets the processor overlap these
-    /// cache misses instead of taking them one after another in `intern`.
-    @inline(__always)
-    public func readAhead(hash: UInt64) -> Int { Int(truncatingIfNeeded: slots[Int(truncatingIfNeeded: hash) & mask]) }
-
-    /// Once the slot is in cache: reads the entry it points to, if any (see `readAhead(hash:)`).
-    @inline(__always)
-    public func readAheadString(hash: UInt64) -> Int {
-        let e = slots[Int(truncatingIfNeeded: hash) & mask]
-        guard e != 0 else { return 0 }
-        return Int(truncatingIfNeeded: entries[Int(e & 0xFFFF_FFFF)].word0)
+    /// Prefetches what looking up each of `hashes` will read: first every first slot, then
+    /// (once those have had time to arrive) the entry each points to. Called for a message's
+    /// strings before interning them, so that their cache misses (most subscribers miss) overlap
+    /// instead of being taken one after another in `intern`.
+    public func prefetch(hashes: UnsafeBufferPointer<UInt64>) {
+        let mask = self.mask
+        slots.withUnsafeBufferPointer { slots in
+            guard let base = slots.baseAddress else { return }
+            for h in hashes { spate_prefetch(base + (Int(truncatingIfNeeded: h) & mask)) }
+            entries.withUnsafeBufferPointer { entries in
+                guard let entryBase = entries.baseAddress else { return }
+                for h in hashes {
+                    let e = slots[Int(truncatingIfNeeded: h) & mask]
+                    if e != 0 && Int(e & 0xFFFF_FFFF) < entries.count { spate_prefetch(entryBase + Int(e & 0xFFFF_FFFF)) }
+                }
+            }
+        }
     }
 
     /// `intern(bytes)` with `hash` = `StringInterner.hash(bytes)` computed by the caller.

@@ -48,8 +48,6 @@ final class ViewRollup {
     private var chunkKeys: [UInt64] = []
     private var chunkHashes: [UInt64] = []
     private var grouping = CellGrouping()
-    /// What the read-ahead passes loaded, kept so that the loads are not optimized away.
-    private var readAheadSink: UInt64 = 0
     /// The view's dimensions (a copy, read per record without touching `definition`).
     private let dimensions: [Dimension]
     /// For each dimension, its slot among the message's resolved strings (-1: not a string).
@@ -146,7 +144,6 @@ final class ViewRollup {
         if chunkHashes.count < n { chunkHashes = [UInt64](repeating: 0, count: n) }
         if chunkKeys.count < n * width { chunkKeys = [UInt64](repeating: 0, count: n * width) }
         chunkBuckets.removeAll(keepingCapacity: true)
-        var readAhead: UInt64 = 0
         // Phase 1, in record order: each record's bucket, key and key hash; entry = bucket
         // ordinal (in `chunkBuckets`) << 48 | position in `inputs` (< 2^16: chunkRecords).
         // `m` records are kept (a replay skips some).
@@ -191,22 +188,19 @@ final class ViewRollup {
                 }
             }
         }
-        // Phase 2, bucket by bucket: read ahead what the lookups will touch (table slots, then
+        // Phase 2, bucket by bucket: prefetch what the lookups will touch (table slots, then
         // the keys and cells they point to), then each record's cell, in record order (cells
-        // are created in the order records arrive), into the entry's bits 16..<48. The read-
-        // ahead loops hold no references (a retain is an atomic, which would wait for every
-        // outstanding miss and serialize them again).
+        // are created in the order records arrive), into the entry's bits 16..<48. The prefetch
+        // loops hold no references (a retain is an atomic, which waits for outstanding misses).
         entries.withUnsafeMutableBufferPointer { all in
             let e = UnsafeMutableBufferPointer(rebasing: all[0..<m])
             chunkHashes.withUnsafeBufferPointer { hashes in
                 chunkKeys.withUnsafeBufferPointer { keys in
                     for (ordinal, b) in chunkBuckets.enumerated() {
                         let o = UInt64(ordinal)
-                        readAhead &+= b.withReadAhead { table in
-                            var t: UInt64 = 0
-                            for k in e.indices where e[k] >> 48 == o { t &+= table.slot(hash: hashes[k]) }
-                            for k in e.indices where e[k] >> 48 == o { t &+= table.cell(hash: hashes[k]) }
-                            return t
+                        b.withPrefetch { table in
+                            for k in e.indices where e[k] >> 48 == o { table.prefetchSlot(hash: hashes[k]) }
+                            for k in e.indices where e[k] >> 48 == o { table.prefetchCell(hash: hashes[k]) }
                         }
                         for k in e.indices where e[k] >> 48 == o {
                             e[k] |= UInt64(b.cellIndex(keys.baseAddress! + k * width, hash: hashes[k])) << 16
@@ -217,7 +211,7 @@ final class ViewRollup {
             // Phase 3: group by (bucket, cell); within a cell, records stay in order.
             grouping.sort(e)
         }
-        // Phase 4: each touched cell once, with all of its records, after reading ahead what
+        // Phase 4: each touched cell once, with all of its records, after prefetching what
         // its RTT sketch's adds will touch.
         entries.withUnsafeBufferPointer { all in
             let e = UnsafeBufferPointer(rebasing: all[0..<m])
@@ -228,13 +222,12 @@ final class ViewRollup {
                 while end < e.count && e[end] >> 48 == ordinal { end += 1 }
                 let b = chunkBuckets[Int(ordinal)]
                 let bucketEntries = UnsafeBufferPointer(rebasing: e[first..<end])
-                readAhead &+= b.readAheadRTT(entries: bucketEntries, inputs: inputs)
+                b.prefetchRTT(entries: bucketEntries, inputs: inputs)
                 apply(bucketEntries, to: b, batch: batch, inputs: inputs, offset: offset)
                 first = end
             }
         }
         chunkBuckets.removeAll(keepingCapacity: true)
-        readAheadSink = readAhead
     }
 
     /// Adds the records of `entries` (grouped by cell, all of bucket `b`) to their cells, each
@@ -279,9 +272,9 @@ final class ViewRollup {
                     }
                     cells[i] = c
                     if rttSeen && trackRTT {
-                        for e in records {
-                            let input = inputs[Int(e & 0xFFFF)]
-                            if input.hasRTT { rttSketches[i].add(bucket: input.rttBucket) }
+                        rttSketches[i].add(records.count) { k in
+                            let input = inputs[Int(records[k] & 0xFFFF)]
+                            return input.hasRTT ? input.rttBucket : nil
                         }
                     }
                     if trackSubscribers {

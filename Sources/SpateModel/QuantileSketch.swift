@@ -62,12 +62,49 @@ public struct QuantileSketch: Sendable, Hashable {
         counts[i - offset] += times
     }
 
-    /// Reads the count `add(bucket:)` would update for bucket `i` and returns it (meaningless
-    /// to the caller): a read-ahead over many adds lets the processor overlap their cache misses.
+    /// Adds one value to bucket `bucket(k)` for each k in `0..<n` where it is not nil (nil: no
+    /// value; this never adds to the zero bucket). The same state as those `add(bucket:)` calls
+    /// one by one, with the counts checked and grown once instead of at every add. `bucket` is
+    /// called twice per k and must return the same both times.
     @inline(__always)
-    public func readAhead(bucket i: Int) -> UInt64 {
+    public mutating func add(_ n: Int, nonZeroBuckets bucket: (Int) -> Int?) {
+        var lo = Int.max
+        var hi = Int.min
+        var added: UInt64 = 0
+        for k in 0..<n {
+            guard let i = bucket(k) else { continue }
+            if i < lo { lo = i }
+            if i > hi { hi = i }
+            added += 1
+        }
+        guard added > 0 else { return }
+        count += added
+        if counts.isEmpty {
+            offset = lo
+            counts = [UInt64](repeating: 0, count: hi - lo + 1)
+        } else {
+            if lo < offset {
+                counts.insert(contentsOf: repeatElement(0, count: offset - lo), at: 0)
+                offset = lo
+            }
+            if hi >= offset + counts.count { counts.append(contentsOf: repeatElement(0, count: hi - offset - counts.count + 1)) }
+        }
+        let base = offset
+        counts.withUnsafeMutableBufferPointer { c in
+            for k in 0..<n {
+                if let i = bucket(k) { c[i - base] += 1 }
+            }
+        }
+    }
+
+    /// Where the count `add(bucket:)` would update for bucket `i` lies (nil: outside the counts,
+    /// an add would grow them), for a prefetch hint only: the address is never to be read or
+    /// written through, and is stale after the sketch changes.
+    @inline(__always)
+    public func countAddress(bucket i: Int) -> UnsafeRawPointer? {
         let k = i &- offset
-        return k >= 0 && k < counts.count ? counts[k] : 0
+        guard k >= 0 && k < counts.count else { return nil }
+        return counts.withUnsafeBufferPointer { $0.baseAddress.map { UnsafeRawPointer($0 + k) } }
     }
 
     public mutating func merge(_ other: QuantileSketch) {

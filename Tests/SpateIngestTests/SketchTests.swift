@@ -142,6 +142,28 @@ struct SketchTests {
         #expect(copy.count == 50_000)
     }
 
+    @Test("quantile sketch: adds in runs equal adds one by one, growing below and above, nil skipped")
+    func quantileRuns() throws {
+        var rng = SplitMix64(seed: 21)
+        var one = QuantileSketch()
+        var runs = QuantileSketch()
+        // Runs move their range up, then down past the first, then span both: every way the
+        // counts grow. About a third of the entries are nil (a record without an RTT).
+        for (center, spread) in [(5_000.0, 50.0), (300_000.0, 10_000.0), (2.0, 1.0), (40.0, 1_000_000.0), (1_000.0, 0.0)] {
+            let run: [Int?] = (0..<(1 + Int(rng.next() % 400))).map { _ in
+                rng.next() % 3 == 0 ? nil : one.bucket(of: max(1, center + Double(rng.next() % 1_000) / 1_000 * spread))
+            }
+            for b in run where b != nil { one.add(bucket: b) }
+            runs.add(run.count) { run[$0] }
+            #expect(runs == one)
+        }
+        runs.add(0) { _ in 1 }
+        runs.add(3) { _ in nil }
+        #expect(runs == one)
+        #expect(runs.serialized() == one.serialized())
+        #expect(runs.zeroCount == 0 && runs.count == one.count && one.count > 0)
+    }
+
     @Test("base64 round-trips")
     func base64() {
         for n in 0..<20 {
