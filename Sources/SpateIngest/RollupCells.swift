@@ -242,10 +242,22 @@ final class BucketCells {
         }
     }
 
-    /// Prefetches what adding the RTTs of `entries` (cell << 16 | position in `inputs`, in bits
-    /// 0..<48) to their cells' sketches will touch: every sketch, then (once those have had
-    /// time to arrive) the count each add updates.
-    func prefetchRTT(entries: UnsafeBufferPointer<UInt64>, inputs: UnsafeBufferPointer<FoldInput>) {
+    /// Prefetches what adding the records of `entries` (cell << 16 | position in `inputs`, in
+    /// bits 0..<48) to their cells will touch: every cell (both its lines; the lookup phase
+    /// brought them in, but a chunk's lookups can push them out of the first-level cache
+    /// again), every RTT sketch, then (once those have had time to arrive) the count each RTT
+    /// add updates.
+    func prefetchUpdates(entries: UnsafeBufferPointer<UInt64>, inputs: UnsafeBufferPointer<FoldInput>) {
+        cells.withUnsafeBufferPointer { cells in
+            guard let base = cells.baseAddress else { return }
+            for e in entries {
+                let cell = Int(e >> 16 & 0xFFFF_FFFF)
+                guard cell < cells.count else { continue }
+                let raw = UnsafeRawPointer(base + cell)
+                spate_prefetch(raw)
+                spate_prefetch(raw + (MemoryLayout<RollupCell>.size - 1))
+            }
+        }
         guard trackRTT else { return }
         rttSketches.withUnsafeBufferPointer { sketches in
             guard let base = sketches.baseAddress else { return }

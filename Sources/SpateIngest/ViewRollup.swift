@@ -211,8 +211,8 @@ final class ViewRollup {
             // Phase 3: group by (bucket, cell); within a cell, records stay in order.
             grouping.sort(e)
         }
-        // Phase 4: each touched cell once, with all of its records, after prefetching what
-        // its RTT sketch's adds will touch.
+        // Phase 4: each touched cell once, with all of its records, after prefetching the
+        // cells and what their RTT sketches' adds will touch.
         entries.withUnsafeBufferPointer { all in
             let e = UnsafeBufferPointer(rebasing: all[0..<m])
             var first = 0
@@ -222,7 +222,7 @@ final class ViewRollup {
                 while end < e.count && e[end] >> 48 == ordinal { end += 1 }
                 let b = chunkBuckets[Int(ordinal)]
                 let bucketEntries = UnsafeBufferPointer(rebasing: e[first..<end])
-                b.prefetchRTT(entries: bucketEntries, inputs: inputs)
+                b.prefetchUpdates(entries: bucketEntries, inputs: inputs)
                 apply(bucketEntries, to: b, batch: batch, inputs: inputs, offset: offset)
                 first = end
             }
