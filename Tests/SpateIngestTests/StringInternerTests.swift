@@ -65,4 +65,29 @@ struct StringInternerTests {
         #expect(Self.intern(interner, Array(repeating: 0xc3, count: 20)) == nil)
         #expect(interner.count == before)
     }
+
+    @Test("at every length from 1 to 40 and every position: a stray byte ≥ 0x80 is refused, a two-byte character and 0x7F are kept")
+    func utf8AtEveryPosition() {
+        let interner = StringInterner()
+        for n in 1...40 {
+            for p in 0..<n {
+                var bytes = [UInt8](repeating: 0x61, count: n)
+                for stray: UInt8 in [0x80, 0xBF, 0xC3, 0xFF] {
+                    bytes[p] = stray
+                    let before = interner.count
+                    #expect(Self.intern(interner, bytes) == nil, "\(n) bytes, \(stray) at \(p)")
+                    #expect(interner.count == before)
+                }
+                bytes[p] = 0x7F
+                #expect(Self.intern(interner, bytes) != nil, "\(n) bytes, 0x7F at \(p)")
+                if p + 1 < n {
+                    bytes[p] = 0xC3
+                    bytes[p + 1] = 0xA9  // é
+                    let id = Self.intern(interner, bytes)
+                    #expect(id != nil, "\(n) bytes, é at \(p)")
+                    if let id { #expect(interner.withUTF8(id) { Array($0) } == bytes) }
+                }
+            }
+        }
+    }
 }
