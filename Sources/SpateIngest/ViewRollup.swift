@@ -156,6 +156,7 @@ final class ViewRollup {
                     // the loop.
                     var ordinal = -1
                     var ordinalStart: UInt64 = 0
+                    let secret = Self.keySecret
                     for p in 0..<n {
                         let input = inputs[p]
                         let ts = input.endTimeMs
@@ -181,7 +182,7 @@ final class ViewRollup {
                             default: key[k] = UInt64(ids[idBase + stringSlots[k]])
                             }
                         }
-                        hashes[m] = Self.keyHash(bucketStart, UnsafeBufferPointer(key))
+                        hashes[m] = Self.keyHash(bucketStart, UnsafeBufferPointer(key), secret: secret)
                         e[m] = UInt64(ordinal) << 48 | UInt64(p)
                         m += 1
                     }
@@ -289,18 +290,35 @@ final class ViewRollup {
         }
     }
 
-    /// A cell key's hash: the bucket start and every key word. Fold and `remapStrings` must agree.
-    /// It lives only in memory (the bucket tables; a snapshot's restore recomputes it), so it is
-    /// not `StableHash`'s: one multiply and a rotation per word, which is a bijection of the
-    /// word, and one finalizing mix for the table's low (slot) and high (tag) bits.
+    /// A cell key's hash: the bucket start and every key word. Fold, table growth, a snapshot's
+    /// restore and `remapStrings` must agree; it lives only in this process's memory (the bucket
+    /// tables), so it need not be `StableHash`'s.
+    ///
+    /// Key words are record fields, so whoever writes records chooses them. With a hash anyone
+    /// can compute, a broken or hostile probe could send keys that collide in full (an unseeded
+    /// mix is invertible: choose the last word to cancel the state) and fill one probe chain of
+    /// a bucket table, making each fold quadratic. So the hash is keyed by `keySecret`, drawn
+    /// from the system's random source when the process starts: per word, the full 128-bit
+    /// product of the state (with the word and one secret folded in) by the other secret,
+    /// high half xor low half. That is one multiply per word, where `StableHash.combine`
+    /// (unkeyed) took two and a longer dependency chain.
     @inline(__always)
-    static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>) -> UInt64 {
-        var h = bucketStart &* 0x9E37_79B9_7F4A_7C15
-        for v in key {
-            h = (h ^ v) &* 0x9E37_79B9_7F4A_7C15
-            h = h << 26 | h >> 38
-        }
-        return StableHash.finalize(h)
+    static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>, secret: (UInt64, UInt64) = keySecret) -> UInt64 {
+        var h = keyMix(bucketStart ^ secret.0, secret.1)
+        for v in key { h = keyMix(h ^ v ^ secret.0, secret.1) }
+        return h
+    }
+
+    /// The secret of `keyHash`: random per process (the second word odd).
+    static let keySecret: (UInt64, UInt64) = {
+        var random = SystemRandomNumberGenerator()
+        return (random.next(), random.next() | 1)
+    }()
+
+    @inline(__always)
+    private static func keyMix(_ a: UInt64, _ b: UInt64) -> UInt64 {
+        let p = a.multipliedFullWidth(by: b)
+        return p.high ^ p.low
     }
 
     /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.

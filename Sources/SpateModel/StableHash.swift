@@ -65,11 +65,6 @@ public enum StableHash {
         return s.withUTF8 { hash(UnsafeRawBufferPointer($0), seed: seed) }
     }
 
-    /// The finalizing mix of `hash` (MurmurHash3's fmix64): every input bit affects every
-    /// output bit, for a hash built of cheaper steps.
-    @inline(__always)
-    public static func finalize(_ h: UInt64) -> UInt64 { fmix(h) }
-
     /// Folds a 64-bit value into a running hash.
     @inline(__always)
     public static func combine(_ h: UInt64, _ v: UInt64) -> UInt64 {
