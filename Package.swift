@@ -56,6 +56,8 @@ let package = Package(
 
         // A prefetch hint for the ingest fold's read-ahead passes (Swift has none).
         .target(name: "CPrefetch"),
+        // glibc's mmap threshold, set by spate-node at start (Swift's Glibc lacks <malloc.h>).
+        .target(name: "CMalloc"),
         .target(name: "SpateJSON", swiftSettings: strict),
         .target(name: "SpateModel", swiftSettings: hotPath),
         .target(name: "SpateCodec", dependencies: ["SpateProtos", "SpateModel"], swiftSettings: hotPath),
@@ -121,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "spate-node",
             dependencies: [
-                "SpateNode", "SpateKafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SpateNode", "SpateKafka", "CMalloc", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Metrics", package: "swift-metrics"), .product(name: "Prometheus", package: "swift-prometheus"),
