@@ -57,7 +57,7 @@ struct SpateNodeCommand: AsyncParsableCommand {
     /// after the first bucket tables, snapshots and bulk bodies come and go, blocks of several
     /// megabytes are carved from the heap and stay resident after they are freed. Through
     /// Tansu that left the node's peak RSS at 469–552 MB where a fixed 4 MB threshold gives
-    /// 371–373 MB, for 5–10% more CPU per record (page faults of fresh mappings; BENCHMARKS,
+    /// 371–374 MB, for about 8% more CPU per record (page faults of fresh mappings; BENCHMARKS,
     /// "Sixth pass"). An operator's `MALLOC_MMAP_THRESHOLD_`, or a glibc tunable naming
     /// `mmap_threshold`, wins. Returns the line to log.
     static func boundMallocRetention(_ environment: [String: String]) -> String {
