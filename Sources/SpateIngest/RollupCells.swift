@@ -63,8 +63,7 @@ struct TablePrefetch {
     }
 
     /// Prefetches the key and the cell that slot points to, if any: the slot itself is read, so
-    /// call this once it has had time to arrive. A cell spans at most two cache lines; its
-    /// first and last bytes lie one in each.
+    /// call this once it has had time to arrive.
     @inline(__always)
     func prefetchCell(hash: UInt64) {
         let e = slots[Int(truncatingIfNeeded: hash) & mask]
@@ -72,7 +71,13 @@ struct TablePrefetch {
         let i = Int(e & 0xFFFF_FFFF) - 1
         guard i < cells.count, i * width < keys.count, let cellBase = cells.baseAddress, let keyBase = keys.baseAddress else { return }
         spate_prefetch(keyBase + i * width)
-        let raw = UnsafeRawPointer(cellBase + i)
+        Self.prefetch(cellBase + i)
+    }
+
+    /// Prefetches both cache lines a cell may span: its first and last bytes lie one in each.
+    @inline(__always)
+    static func prefetch(_ cell: UnsafePointer<RollupCell>) {
+        let raw = UnsafeRawPointer(cell)
         spate_prefetch(raw)
         spate_prefetch(raw + (MemoryLayout<RollupCell>.size - 1))
     }
@@ -252,10 +257,7 @@ final class BucketCells {
             guard let base = cells.baseAddress else { return }
             for e in entries {
                 let cell = Int(e >> 16 & 0xFFFF_FFFF)
-                guard cell < cells.count else { continue }
-                let raw = UnsafeRawPointer(base + cell)
-                spate_prefetch(raw)
-                spate_prefetch(raw + (MemoryLayout<RollupCell>.size - 1))
+                if cell < cells.count { TablePrefetch.prefetch(base + cell) }
             }
         }
         guard trackRTT else { return }

@@ -48,18 +48,23 @@ public struct QuantileSketch: Sendable, Hashable {
             zeroCount += times
             return
         }
+        cover(i, i)
+        counts[i - offset] += times
+    }
+
+    /// Grows the counts with zeros so that they hold buckets `lo...hi`.
+    @inline(__always)
+    private mutating func cover(_ lo: Int, _ hi: Int) {
         if counts.isEmpty {
-            offset = i
-            counts = [times]
+            offset = lo
+            counts = [UInt64](repeating: 0, count: hi - lo + 1)
             return
         }
-        if i < offset {
-            counts.insert(contentsOf: repeatElement(0, count: offset - i), at: 0)
-            offset = i
-        } else if i >= offset + counts.count {
-            counts.append(contentsOf: repeatElement(0, count: i - offset - counts.count + 1))
+        if lo < offset {
+            counts.insert(contentsOf: repeatElement(0, count: offset - lo), at: 0)
+            offset = lo
         }
-        counts[i - offset] += times
+        if hi >= offset + counts.count { counts.append(contentsOf: repeatElement(0, count: hi - offset - counts.count + 1)) }
     }
 
     /// Adds one value to bucket `bucket(k)` for each k in `0..<n` where it is not nil (nil: no
@@ -79,16 +84,7 @@ public struct QuantileSketch: Sendable, Hashable {
         }
         guard added > 0 else { return }
         count += added
-        if counts.isEmpty {
-            offset = lo
-            counts = [UInt64](repeating: 0, count: hi - lo + 1)
-        } else {
-            if lo < offset {
-                counts.insert(contentsOf: repeatElement(0, count: offset - lo), at: 0)
-                offset = lo
-            }
-            if hi >= offset + counts.count { counts.append(contentsOf: repeatElement(0, count: hi - offset - counts.count + 1)) }
-        }
+        cover(lo, hi)
         let base = offset
         counts.withUnsafeMutableBufferPointer { c in
             for k in 0..<n {
