@@ -66,6 +66,37 @@ struct NodeStartupTests {
         #expect(run.output.contains("\(section).listen") && run.output.contains("in use"), "\(run.output)")
     }
 
+    @Test(
+        "the node fixes glibc's mmap threshold unless the environment sets it, and logs which",
+        arguments: [
+            ([:], "malloc: blocks of 4 MB and more are mapped on their own"),
+            (["MALLOC_MMAP_THRESHOLD_": "1048576"], "malloc: mmap threshold left to the environment"),
+            (["GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=1048576"], "malloc: mmap threshold left to the environment"),
+        ] as [([String: String], String)])
+    func mallocThreshold(environment: [String: String], line: String) throws {
+        let dir = NSTemporaryDirectory() + "/\(uniqueName("node-malloc"))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // Nothing listens at the broker's or the store's address: the node starts, logs, and
+        // waits for them until it is stopped.
+        let yaml = """
+            kafka: {bootstrap: "127.0.0.1:1"}
+            elasticsearch: {url: "http://127.0.0.1:1"}
+            query: {listen: "127.0.0.1:\(try freePort())"}
+            metrics: {listen: "127.0.0.1:\(try freePort())"}
+            """
+        try yaml.write(toFile: dir + "/node.yaml", atomically: true, encoding: .utf8)
+        let child = try ChildProcess(try Binaries.path("spate-node"), ["--config", dir + "/node.yaml"], environment: environment, logPath: dir + "/node.log")
+        defer {
+            child.signal(SIGKILL)
+            child.wait(timeout: .seconds(10))
+        }
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !child.output.contains("malloc:") && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        let logged = child.output.split(separator: "\n").filter { $0.contains("malloc:") }
+        #expect(logged.count == 1 && logged[0].contains(line), "\(child.output)")
+    }
+
     @Test("--help offers only variables that exist, and states the exit codes")
     func help() throws {
         let log = NSTemporaryDirectory() + "/\(uniqueName("node-help")).log"
