@@ -85,6 +85,7 @@ final class DeadLetterQueue: Sendable {
         "group.id", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
         "enable.auto.commit", "partition.assignment.strategy", "queued.max.messages.kbytes", "fetch.max.bytes",
         "fetch.wait.max.ms", "enable.partition.eof", "group.instance.id", "fetch.min.bytes", "enable.auto.offset.store",
+        "fetch.queue.backoff.ms", "queued.min.messages",
     ]
 
     /// Sends one dead letter for the message at (`partition`, `offset`).

@@ -20,6 +20,10 @@ struct Drain: ParsableCommand {
         let group = "spate-bench-drain-\(UInt32.random(in: 0...UInt32.max))"
         let total = Atomic<UInt64>(0)
         let firstAt = Mutex<ContinuousClock.Instant?>(nil)
+        // When each consumer got its first records, and the total consumed then: the group's
+        // members get their partitions at different times (Tansu answers a follower's SyncGroup
+        // up to a second after the leader's), so the rate from the last one's start is printed too.
+        let starts = Mutex<[(at: ContinuousClock.Instant, total: UInt64)]>([])
         // Messages and partition runs (consecutive messages of one partition) per worker: how a
         // fetch hands a consumer its messages, which `spate-bench fold --run` models.
         let runs = Mutex<(messages: Int, runs: Int)>((0, 0))
@@ -35,12 +39,14 @@ struct Drain: ParsableCommand {
                             "bootstrap.servers": bootstrap, "group.id": group, "client.id": "drain-\(w)",
                             "auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky",
                             "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "queued.max.messages.kbytes": "32768",
+                            "fetch.queue.backoff.ms": "10",
                         ],
                         logger: Logger(label: "drain"), maxBatch: 2000)
                     try consumer.subscribe([topic])
                     let decoder = RecordBatchDecoder()
                     var sum: UInt64 = 0
                     var (messages, partitionRuns, last): (Int, Int, Int32) = (0, 0, -1)
+                    var started = false
                     defer { runs.withLock { $0 = ($0.messages + messages, $0.runs + partitionRuns) } }
                     while total.load(ordering: .relaxed) < target {
                         try consumer.poll(timeoutMs: 100) { m in
@@ -53,6 +59,10 @@ struct Drain: ParsableCommand {
                                     sum &+= r.bytesDown &+ UInt64(r.application.utf8.count) &+ UInt64(r.subscriberID.utf8.count)
                                 }
                                 firstAt.withLock { if $0 == nil { $0 = .now } }
+                                if !started {
+                                    started = true
+                                    starts.withLock { $0.append((.now, total.load(ordering: .relaxed))) }
+                                }
                                 total.add(UInt64(batch.count), ordering: .relaxed)
                             }
                         }
@@ -72,6 +82,11 @@ struct Drain: ParsableCommand {
         let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         let n = total.load(ordering: .relaxed)
         print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
+        if let last = starts.withLock({ $0.max { $0.at < $1.at } }), starts.withLock({ $0.count }) == workers {
+            let d = end - last.at
+            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            print(String(format: "drain-all: %.0f records/s (%llu records in %.2f s, from the last consumer's first record)", Double(n - last.total) / seconds, n - last.total, seconds))
+        }
         let (messages, partitionRuns) = runs.withLock { $0 }
         print(String(format: "drain: %d messages in %d partition runs (%.1f messages of one partition in a row)", messages, partitionRuns, Double(messages) / Double(max(1, partitionRuns))))
     }

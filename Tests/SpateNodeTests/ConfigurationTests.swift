@@ -140,4 +140,17 @@ struct ConfigurationTests {
         }
         #expect(checked.contains("retention.check_interval") && checked.count >= 25, "checked only \(checked)")
     }
+
+    @Test("a worker's consumer refetches 10 ms after its queue was full, sized by fetch_queue_bytes; kafka.properties and -X win")
+    func consumerProperties() throws {
+        let defaults = try Self.load("node: {id: n1}\ningest: {fetch_queue_bytes: 8MB}").consumerProperties(worker: 1)
+        #expect(defaults["fetch.queue.backoff.ms"] == "10")
+        #expect(defaults["queued.max.messages.kbytes"] == "7812")
+        #expect(defaults["client.id"] == "spate-node/n1/w1")
+        #expect(defaults["enable.auto.commit"] == "false")
+        let file = try Self.load("kafka: {properties: {fetch.queue.backoff.ms: 250}}").consumerProperties(worker: 0)
+        #expect(file["fetch.queue.backoff.ms"] == "250")
+        let flag = try Self.load("", kafka: ["fetch.queue.backoff.ms": "40"]).consumerProperties(worker: 0)
+        #expect(flag["fetch.queue.backoff.ms"] == "40")
+    }
 }
