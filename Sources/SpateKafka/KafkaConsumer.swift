@@ -82,6 +82,14 @@ public final class KafkaConsumer {
         set { callbacks.rebalance = newValue }
     }
 
+    /// How long a consumer whose pre-fetch queue is full waits to fetch again, in ms, for the
+    /// consumers that read a backlog as fast as they can (`fetch.queue.backoff.ms`; spate-node's
+    /// workers, `spate-bench drain`). librdkafka's default, 1000 ms, idled a consumer that was
+    /// behind for most of every second: spate-node's fold drains a full 32 MB queue in about
+    /// 0.3 s, then waited out the rest with nothing to do. The check is local (nothing is sent
+    /// while the queue is full).
+    public static let fetchQueueBackoffMs = 10
+
     /// - Parameters:
     ///   - properties: librdkafka properties; `group.id` and `bootstrap.servers` are required.
     ///     `enable.auto.commit` defaults to false: Spate commits explicitly.

@@ -88,9 +88,6 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         snapshotBudget = SnapshotBudget(rate: configuration.ingest.snapshotMaxRate, workers: configuration.node.workers, now: .now)
     }
 
-    /// The librdkafka properties of this worker's consumer.
-    var consumerProperties: [String: String] { configuration.consumerProperties(worker: index) }
-
     /// Starts the worker thread.
     func start() {
         let thread = Thread { [self] in run() }
@@ -124,7 +121,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private func run() {
         defer { finished.signal() }
         do {
-            consumer = try KafkaConsumer(properties: consumerProperties, logger: logger, maxBatch: 2000) { [logger] error in
+            consumer = try KafkaConsumer(properties: configuration.consumerProperties(worker: index), logger: logger, maxBatch: 2000) { [logger] error in
                 logger.debug("consumer: \(error)")
             }
             consumer.rebalanceListener = self

@@ -465,13 +465,6 @@ extension NodeConfiguration {
         return lines
     }
 
-    /// How long librdkafka waits to fetch again once a worker's pre-fetch queue is full
-    /// (`fetch.queue.backoff.ms`). Its default, 1000 ms, idled a worker that was behind for
-    /// most of every second: the fold drains a full 32 MB queue in about 0.3 s, then waited out
-    /// the rest with nothing to do, so catching up ran at a fraction of the fold's speed. The
-    /// check is local (nothing is sent while the queue is full).
-    public static let fetchQueueBackoffMs = 10
-
     /// The librdkafka properties of ingest worker `worker`'s consumer: the node's own, then
     /// `kafka.properties` and `-X` over them.
     public func consumerProperties(worker: Int) -> [String: String] {
@@ -487,7 +480,7 @@ extension NodeConfiguration {
             "session.timeout.ms": String(sessionMs),
             "heartbeat.interval.ms": String(max(100, sessionMs / 5)),
             "queued.max.messages.kbytes": String(max(1024, ingest.fetchQueueBytes / 1024)),
-            "fetch.queue.backoff.ms": String(Self.fetchQueueBackoffMs),
+            "fetch.queue.backoff.ms": String(KafkaConsumer.fetchQueueBackoffMs),
             "enable.partition.eof": "false",
         ]
         p.merge(kafka.properties) { _, new in new }

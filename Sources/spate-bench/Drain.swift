@@ -39,7 +39,7 @@ struct Drain: ParsableCommand {
                             "bootstrap.servers": bootstrap, "group.id": group, "client.id": "drain-\(w)",
                             "auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky",
                             "session.timeout.ms": "6000", "heartbeat.interval.ms": "1000", "queued.max.messages.kbytes": "32768",
-                            "fetch.queue.backoff.ms": "10",
+                            "fetch.queue.backoff.ms": String(KafkaConsumer.fetchQueueBackoffMs),
                         ],
                         logger: Logger(label: "drain"), maxBatch: 2000)
                     try consumer.subscribe([topic])
@@ -82,7 +82,8 @@ struct Drain: ParsableCommand {
         let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
         let n = total.load(ordering: .relaxed)
         print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
-        if let last = starts.withLock({ $0.max { $0.at < $1.at } }), starts.withLock({ $0.count }) == workers {
+        let started = starts.withLock { $0 }
+        if started.count == workers, let last = started.max(by: { $0.at < $1.at }) {
             let d = end - last.at
             let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
             print(String(format: "drain-all: %.0f records/s (%llu records in %.2f s, from the last consumer's first record)", Double(n - last.total) / seconds, n - last.total, seconds))
