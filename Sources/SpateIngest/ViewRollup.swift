@@ -429,21 +429,16 @@ final class ViewRollup {
     /// bytes (ties by records, then by dimension values — the same choice on every replay) and
     /// one "(other)" document with the sums, sketches and latest offset of the rest.
     func emitTopK(bucket b: BucketCells, partition: Int32, interner: StringInterner, into sink: inout some RollupDocumentSink) {
-        let rendered = (0..<b.count).map { values(b, $0, interner) }
-        let order = (0..<b.count).sorted { x, y in
-            let (cx, cy) = (b.cells[x], b.cells[y])
-            let (bx, by) = (cx.bytesUp &+ cx.bytesDown, cy.bytesUp &+ cy.bytesDown)
-            if bx != by { return bx > by }
-            if cx.records != cy.records { return cx.records > cy.records }
-            return rendered[x].lexicographicallyPrecedes(rendered[y])
-        }
-        for i in order.prefix(definition.topK) { emitCell(b, i, rendered[i], partition: partition, into: &sink) }
-        let rest = order.dropFirst(definition.topK)
-        guard !rest.isEmpty else { return }
+        let top = topCells(b, interner: interner)
+        for (i, values) in top { emitCell(b, i, values, partition: partition, into: &sink) }
+        guard b.count > top.count else { return }
+        var inTop = [Bool](repeating: false, count: b.count)
+        for (i, _) in top { inTop[i] = true }
+        // Sums saturate and sketches merge as sets: the rest may be taken in any order.
         var other = RollupCell()
         var hll: HyperLogLog? = b.trackSubscribers ? HyperLogLog(precision: b.hllPrecision) : nil
         var rtt: QuantileSketch? = b.trackRTT ? QuantileSketch() : nil
-        for i in rest {
+        for i in 0..<b.count where !inTop[i] {
             let c = b.cells[i]
             other.records = CellSum.add(other.records, c.records)
             other.flows = CellSum.add(other.flows, c.flows)
@@ -460,6 +455,74 @@ final class ViewRollup {
             if b.trackRTT { rtt?.merge(b.rttSketches[i]) }
         }
         sink.add(document(b, other, Array(repeating: ViewDefinition.otherValue, count: width), partition: partition, hll: hll, rtt: rtt))
+    }
+
+    /// A top-K bucket's written cells with their rendered values, in order: the K largest by
+    /// bytes (up + down), ties by records, then by dimension values.
+    ///
+    /// The same cells, in the same order, as sorting every cell by that order, but only the
+    /// cells that can be among the K are rendered and sorted: those whose (bytes, records) is at
+    /// least the K-th largest, found by one pass with a min-heap of K. A 5-minute bucket of a
+    /// subscriber view holds hundreds of thousands of cells for K = 1,000; rendering and sorting
+    /// them all cost more than folding their records.
+    func topCells(_ b: BucketCells, interner: StringInterner) -> [(Int, [String])] {
+        let k = definition.topK
+        let n = b.count
+        func rank(_ i: Int) -> CellRank {
+            let c = b.cells[i]
+            return CellRank(bytes: c.bytesUp &+ c.bytesDown, records: c.records)
+        }
+        var candidates = Array(0..<n)
+        if n > k, let least = Self.kthLargest(candidates.lazy.map(rank), k: k) {
+            candidates = candidates.filter { rank($0) >= least }
+        }
+        let rendered = candidates.map { values(b, $0, interner) }
+        let order = candidates.indices.sorted { x, y in
+            let (rx, ry) = (rank(candidates[x]), rank(candidates[y]))
+            if rx != ry { return rx > ry }
+            return rendered[x].lexicographicallyPrecedes(rendered[y])
+        }
+        return order.prefix(k).map { (candidates[$0], rendered[$0]) }
+    }
+
+    /// A cell's place in a top-K order before its dimension values: bytes, then records.
+    struct CellRank: Comparable {
+        var bytes: UInt64
+        var records: UInt64
+        static func < (a: CellRank, b: CellRank) -> Bool { a.bytes != b.bytes ? a.bytes < b.bytes : a.records < b.records }
+    }
+
+    /// The `k`-th largest of `values` (nil when there are fewer than `k`, or `k` < 1): one
+    /// pass, keeping the `k` largest seen in a binary min-heap.
+    static func kthLargest<T: Comparable>(_ values: some Sequence<T>, k: Int) -> T? {
+        guard k >= 1 else { return nil }
+        var heap: [T] = []
+        heap.reserveCapacity(k)
+        for v in values {
+            if heap.count < k {
+                heap.append(v)
+                var c = heap.count - 1
+                while c > 0 {
+                    let parent = (c - 1) / 2
+                    guard heap[c] < heap[parent] else { break }
+                    heap.swapAt(c, parent)
+                    c = parent
+                }
+            } else if v > heap[0] {
+                heap[0] = v
+                var p = 0
+                while true {
+                    let (l, r) = (2 * p + 1, 2 * p + 2)
+                    var m = p
+                    if l < k && heap[l] < heap[m] { m = l }
+                    if r < k && heap[r] < heap[m] { m = r }
+                    if m == p { break }
+                    heap.swapAt(p, m)
+                    p = m
+                }
+            }
+        }
+        return heap.count == k ? heap[0] : nil
     }
 
     private func document(_ b: BucketCells, _ c: RollupCell, _ values: [String], partition: Int32, hll: HyperLogLog?, rtt: QuantileSketch?) -> RollupDocument {

@@ -38,15 +38,21 @@ struct FoldBench: ParsableCommand {
         let records = workload.records
         var decodeTimes: [Double] = []
         var foldTimes: [Double] = []
+        var closeTimes: [Double] = []
         var documents = 0
+        var closeDocuments = 0
         var digests: Set<UInt64> = []
+        var closeDigests: Set<UInt64> = []
         var state = (open: 0, interners: 0)
         for _ in 0..<repeats {
             decodeTimes.append(try cpuSeconds { try Self.decodeOnly(messages) })
-            let (seconds, docs, digest, held) = try Self.timedFold(messages, views: definitions)
-            foldTimes.append(seconds)
-            documents = docs
-            digests.insert(digest)
+            let (fold, close, held) = try Self.timedFold(messages, views: definitions)
+            foldTimes.append(fold.seconds)
+            documents = fold.documents
+            digests.insert(fold.digest)
+            closeTimes.append(close.seconds)
+            closeDocuments = close.documents
+            closeDigests.insert(close.digest)
             state = held
         }
         let n = Double(records)
@@ -57,14 +63,18 @@ struct FoldBench: ParsableCommand {
         print(String(format: "decode+validate: %.0f ns/record CPU, %.0f records/s", decodeNs, n / decodeBest))
         print(String(format: "decode+validate+fold+flush: %.0f ns/record CPU, %.0f records/s (%d documents)", foldNs, n / foldBest, documents))
         print(String(format: "ratio fold/decode: %.2f; peak RSS %d MB", foldNs / decodeNs, peakRSSMegabytes()))
+        let closeNs = (closeTimes.min() ?? 0) / n * 1e9
+        print(String(format: "then every bucket closed and written (top-K selection included): %.0f ns/record CPU (%d documents)", closeNs, closeDocuments))
         print(
             "held at the end: open buckets \(state.open / 1_000_000) MB (cells, keys, tables, sketches), interners \(state.interners / 1_000_000) MB, over \(workload.probes) partitions"
         )
         print("every repeat, ns/record: decode " + decodeTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " ")
-            + "; fold " + foldTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " "))
+            + "; fold " + foldTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " ")
+            + "; close " + closeTimes.map { String(Int($0 / n * 1e9)) }.joined(separator: " "))
         // Equal digests before and after a change to the fold = the same documents (bytes,
         // versions, sketches) and the same late decisions.
         print("result digest: " + digests.map { String($0, radix: 16) }.sorted().joined(separator: " "))
+        print("close digest: " + closeDigests.map { String($0, radix: 16) }.sorted().joined(separator: " "))
     }
 
     /// Decodes and validates every message as a worker does, touching each record.
@@ -81,33 +91,40 @@ struct FoldBench: ParsableCommand {
         precondition(sum != 0)
     }
 
+    /// One timed pass: CPU seconds, documents written and an order-independent digest of every
+    /// document (and, for the fold, every fold outcome and checkpoint).
+    typealias Pass = (seconds: Double, documents: Int, digest: UInt64)
+
     /// Folds every message into its partition's rollup and flushes on the views' intervals of
-    /// event time; returns CPU seconds, documents written and an order-independent digest of
-    /// every document and every fold outcome.
+    /// event time (the fold pass); then closes every bucket and writes it, as the watermark
+    /// passing them does in a node (the close pass: the final documents, the top-K selection).
     static func timedFold(
         _ messages: [ProbeBenchmarks.EncodedMessage], views: [ViewDefinition]
-    ) throws -> (Double, Int, UInt64, (open: Int, interners: Int)) {
+    ) throws -> (fold: Pass, close: Pass, held: (open: Int, interners: Int)) {
         var driver = FoldDriver(views: views)
-        var documents = 0
-        var digest: UInt64 = 0
-        let seconds = try cpuSeconds {
+        var fold: Pass = (0, 0, 0)
+        fold.seconds = try cpuSeconds {
             try driver.run(
                 messages,
                 folded: { probe, offset, outcome in
                     var o = StableHash.combine(UInt64(probe), UInt64(bitPattern: offset))
                     o = StableHash.combine(o, UInt64(outcome.folded))
                     for i in outcome.late { o = StableHash.combine(o, UInt64(i)) }
-                    digest &+= StableHash.combine(o, UInt64(outcome.skippedReplay))
+                    fold.digest &+= StableHash.combine(o, UInt64(outcome.skippedReplay))
                 },
-                flushed: { r, sink, checkpoint in
-                    documents += sink.count
-                    digest &+= StableHash.combine(
-                        StableHash.combine(UInt64(bitPattern: checkpoint.offset), checkpoint.maxEventTs), UInt64(bitPattern: Int64(r.partition)))
-                    for i in 0..<sink.count { digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) } }
-                })
+                flushed: { r, sink, checkpoint in Self.note(r, sink, checkpoint, into: &fold) })
         }
         let held = (open: driver.rollups.values.reduce(0) { $0 + $1.memoryBytes }, interners: driver.rollups.values.reduce(0) { $0 + $1.internerBytes })
-        return (seconds, documents, digest, held)
+        var close: Pass = (0, 0, 0)
+        close.seconds = cpuSeconds { driver.closeAll { r, sink, checkpoint in Self.note(r, sink, checkpoint, into: &close) } }
+        return (fold, close, held)
+    }
+
+    private static func note(_ r: PartitionRollup, _ sink: BulkDocumentSink, _ checkpoint: ResumeState, into pass: inout Pass) {
+        pass.documents += sink.count
+        pass.digest &+= StableHash.combine(
+            StableHash.combine(UInt64(bitPattern: checkpoint.offset), checkpoint.maxEventTs), UInt64(bitPattern: Int64(r.partition)))
+        for i in 0..<sink.count { pass.digest &+= sink.body.item(i).withUnsafeBytes { StableHash.hash($0) } }
     }
 }
 
@@ -153,6 +170,11 @@ struct FoldDriver {
     private(set) var rollups: [UInt32: PartitionRollup] = [:]
     private var offsets: [UInt32: Int64] = [:]
     private var nextFlush: [UInt64]
+    /// The latest event time of any message run.
+    private var maxEventMs: UInt64 = 0
+
+    /// The node's default lateness.
+    static let latenessMs: UInt64 = 120_000
 
     init(views: [ViewDefinition] = ViewDefinition.defaults) {
         self.views = views
@@ -165,7 +187,7 @@ struct FoldDriver {
     ) throws {
         let decoder = RecordBatchDecoder()
         for m in messages {
-            let rollup = rollups[m.probe] ?? PartitionRollup(partition: Int32(m.probe), views: views, latenessMs: 120_000, resume: .beginning())
+            let rollup = rollups[m.probe] ?? PartitionRollup(partition: Int32(m.probe), views: views, latenessMs: Self.latenessMs, resume: .beginning())
             rollups[m.probe] = rollup
             let offset = offsets[m.probe, default: 0]
             offsets[m.probe] = offset + 1
@@ -173,6 +195,7 @@ struct FoldDriver {
                 try decoder.withBatch(raw, limits: .default, messageTimestampMs: Int64(m.lastEventMs)) { try rollup.fold(offset: offset, batch: $0) }
             }
             folded(m.probe, offset, outcome)
+            maxEventMs = max(maxEventMs, m.lastEventMs)
             var due = Set<Int>()
             for (v, view) in views.enumerated() where m.lastEventMs >= nextFlush[v] {
                 due.insert(v)
@@ -184,6 +207,20 @@ struct FoldDriver {
                 let checkpoint = r.flush(due: { due.contains($0) }, into: &sink)
                 flushed(r, sink, checkpoint)
             }
+        }
+    }
+
+    /// Closes every open bucket of every partition, as an idle marker far enough past the last
+    /// event does, and flushes each partition once: the final documents of every bucket.
+    mutating func closeAll(flushed: (PartitionRollup, BulkDocumentSink, ResumeState) -> Void) {
+        let widest = views.map(\.bucketMs).max() ?? 0
+        for (probe, r) in rollups.sorted(by: { $0.key < $1.key }) {
+            let offset = offsets[probe, default: 0]
+            offsets[probe] = offset + 1
+            r.advance(offset: offset, eventTimeMs: maxEventMs + Self.latenessMs + widest)
+            var sink = BulkDocumentSink(naming: IndexNaming(prefix: "bench"), topic: "bench")
+            let checkpoint = r.flush(due: { _ in true }, into: &sink)
+            flushed(r, sink, checkpoint)
         }
     }
 }

@@ -131,5 +131,73 @@ struct FoldPhasesTests {
         #expect(flushed == 14)
         #expect(expected.values.contains { !$0.isSparse } == (hllPrecision == 12))
     }
-}
 
+    /// A top-K bucket's documents are found by a one-pass selection, not by sorting every cell:
+    /// they must still be the K largest cells by bytes, ties by records, then by dimension
+    /// values, in that order, and "(other)" must carry the sums, latest offset and sketches of
+    /// every other cell. Record bytes here are 0 or 100 and cells hold a few records, so hundreds of cells
+    /// tie with the K-th and the dimension values decide. The reference: the same records
+    /// folded into the same view without a top, every cell written, sorted.
+    @Test("top-K: the K largest cells in order, ties by records then values, the rest in (other)", arguments: [1, 2, 3] as [UInt64])
+    func topKSelection(seed: UInt64) throws {
+        let all = ViewDefinition(
+            name: "sub_all", bucketMs: 300_000, dimensions: [.subscriber, .application], sketches: [.subscribers, .rtt],
+            hllPrecision: 12, flushIntervalMs: 1000)
+        let k = [5, 20, 60][Int(seed - 1)]
+        let top = ViewDefinition(
+            name: "sub_top", bucketMs: 300_000, dimensions: [.subscriber, .application], sketches: [.subscribers, .rtt],
+            hllPrecision: 12, flushIntervalMs: 1000, topK: k)
+        var rng = SplitMix64(seed: seed)
+        let base: UInt64 = 1_790_000_100_000
+        let rollup = PartitionRollup(partition: 0, views: [all, top], latenessMs: 60_000, resume: .beginning())
+        for message in 0..<6 {
+            var records = SampleRecords.make(count: 500, seed: seed * 100 + UInt64(message), probeID: 3)
+            for i in records.indices {
+                records[i].endTimeMs = base + UInt64(message) * 1000 + UInt64(i)
+                records[i].startTimeMs = records[i].endTimeMs - 10
+                records[i].subscriberID = "s\(rng.next() % 300)"
+                records[i].application = "app\(rng.next() % 2)"
+                records[i].bytesUp = 100 * (rng.next() % 2)
+                records[i].bytesDown = 0
+            }
+            let bytes = RecordBatchEncoder.encodeShim(
+                RecordBatchEncoder(), RecordBatch(probeID: 3, sequence: UInt64(message), createdMs: base, records: records))
+            let outcome = try bytes.withUnsafeBytes { raw in try RecordBatchDecoder().withBatch(raw) { try rollup.fold(offset: Int64(message), batch: $0) } }
+            #expect(outcome.folded == records.count)
+        }
+        // A quiet partition's marker far past the bucket closes it.
+        rollup.advance(offset: 6, eventTimeMs: base + 600_000)
+        var sink = CollectingSink()
+        _ = rollup.flush(due: { _ in true }, into: &sink)
+        let cells = sink.documents.filter { $0.view.name == all.name }.sorted { x, y in
+            let (bx, by) = (x.bytesUp + x.bytesDown, y.bytesUp + y.bytesDown)
+            if bx != by { return bx > by }
+            if x.records != y.records { return x.records > y.records }
+            return x.dimensionValues.lexicographicallyPrecedes(y.dimensionValues)
+        }
+        let written = sink.documents.filter { $0.view.name == top.name }
+        #expect(cells.count > 300, "cells: \(cells.count)")
+        let kth = cells[k - 1]
+        #expect(cells.filter { $0.bytesUp == kth.bytesUp && $0.records == kth.records }.count > 1, "no tie at the K-th cell")
+        #expect(written.count == k + 1)
+        #expect(written.prefix(k).map(\.dimensionValues) == cells.prefix(k).map(\.dimensionValues))
+        #expect(written.prefix(k).map(\.bytesUp) == cells.prefix(k).map(\.bytesUp))
+        let other = try #require(written.last)
+        #expect(other.dimensionValues == [ViewDefinition.otherValue, ViewDefinition.otherValue])
+        let rest = cells.dropFirst(k)
+        #expect(other.records == rest.reduce(0) { $0 + $1.records })
+        #expect(other.bytesUp == rest.reduce(0) { $0 + $1.bytesUp })
+        #expect(other.packetsDown == rest.reduce(0) { $0 + $1.packetsDown })
+        #expect(other.rttCount == rest.reduce(0) { $0 + $1.rttCount })
+        #expect(other.rttMin == rest.map(\.rttMin).min() && other.rttMax == rest.map(\.rttMax).max())
+        #expect(other.lastOffset == 5)
+        var hll = HyperLogLog(precision: 12)
+        var rtt = QuantileSketch()
+        for d in rest {
+            hll.merge(try #require(d.subscribers))
+            rtt.merge(try #require(d.rtt))
+        }
+        #expect(other.subscribers?.serialized() == hll.serialized())
+        #expect(other.rtt?.serialized() == rtt.serialized())
+    }
+}
