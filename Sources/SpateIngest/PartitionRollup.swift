@@ -88,7 +88,7 @@ public final class PartitionRollup {
     private var scratchIDs: [UInt32] = []
     /// Scratch: the current message's records that go into the views.
     private var inputs: [FoldInput] = []
-    /// Scratch: the hashes of the current message's strings, like `scratchIDs`.
+    /// Scratch: the slot hashes (`StringInterner.slotHash`) of the current message's strings, like `scratchIDs`.
     private var stringHashes: [UInt64] = []
     private let stringFields: [Dimension]
     private let needsSubscriber: Bool
@@ -174,14 +174,14 @@ public final class PartitionRollup {
         stringHashes.withUnsafeMutableBufferPointer { hashes in
             for i in 0..<n {
                 let r = batch[i]
-                for k in 0..<stride { hashes[i * stride + k] = StringInterner.hash(Self.string(stringFields[k], of: r)) }
+                for k in 0..<stride { hashes[i * stride + k] = StringInterner.slotHash(Self.string(stringFields[k], of: r)) }
             }
-            interner.prefetch(hashes: UnsafeBufferPointer(rebasing: hashes.prefix(n * stride)))
+            interner.prefetch(slotHashes: UnsafeBufferPointer(rebasing: hashes.prefix(n * stride)))
         }
         for i in 0..<n {
             let r = batch[i]
             for (k, field) in stringFields.enumerated() {
-                guard let id = interner.intern(Self.string(field, of: r), hash: stringHashes[i * stride + k]) else {
+                guard let id = interner.intern(Self.string(field, of: r), slotHash: stringHashes[i * stride + k]) else {
                     throw RecordDecodingError(.invalidUTF8, "record \(i): \(field.rawValue) is not valid UTF-8")
                 }
                 scratchIDs[i * stride + k] = id
@@ -214,9 +214,9 @@ public final class PartitionRollup {
                 packetsDown: r.packetsDown, rttMicros: rtt, rttBucket: rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil,
                 hasSubscriber: false, subscriberHash: 0)
             if subscriberSlot >= 0 && scratchIDs[i * stride + subscriberSlot] != 0 {
-                // The hash the string was interned by: the interner's for that id.
+                // The subscriber's stable hash, kept by the interner (its entry was just read).
                 input.hasSubscriber = true
-                input.subscriberHash = stringHashes[i * stride + subscriberSlot]
+                input.subscriberHash = interner.hash(scratchIDs[i * stride + subscriberSlot])
             }
             inputs.append(input)
         }

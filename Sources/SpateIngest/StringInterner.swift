@@ -5,10 +5,14 @@ import SpateModel
 /// and a record costs one hash probe per string instead of a String allocation.
 ///
 /// Strings of up to 16 bytes live in their entry, longer ones in one growing byte buffer; each
-/// keeps its stable 64-bit hash (the HyperLogLog input for subscribers). Bytes are validated as UTF-8 once, when first seen.
+/// keeps its stable 64-bit hash (`StableHash`: the HyperLogLog input for subscribers), computed
+/// once, when the string is first seen. The table is placed by a keyed hash (`KeyedHash`), not
+/// the stable one: subscriber ids come from records, and ids with equal stable hashes are easy
+/// to make, which would chain every one of them in one probe sequence. Bytes are validated as
+/// UTF-8 once, when first seen.
 /// Id 0 is the empty string. Not thread-safe: one interner per ingest worker.
 public final class StringInterner {
-    /// One string: its hash, its length, and its bytes — inline, zero-padded, when it has at
+    /// One string: its stable hash, its length, and its bytes — inline, zero-padded, when it has at
     /// most 16 (subscriber ids, most names), else `word0` is its offset in `storage`. 32 bytes,
     /// two to a cache line: a lookup of a short string that is not in cache misses its table
     /// slot and this entry, not also a third line in `storage`.
@@ -22,9 +26,9 @@ public final class StringInterner {
     /// Bytes of the strings longer than `inlineBytes`.
     private var storage: [UInt8] = []
     private var entries: [Entry] = [Entry(hash: StableHash.hash(UnsafeRawBufferPointer(start: nil, count: 0)), length: 0, word0: 0, word1: 0)]
-    /// Open addressing: each slot holds `hash >> 32 << 32 | id`, 0 when empty (id 0, the empty
-    /// string, is never in the table), so a probe past another string's slot compares 32 hash
-    /// bits without reading that string's entry.
+    /// Open addressing by `slotHash`: each slot holds `slotHash >> 32 << 32 | id`, 0 when empty
+    /// (id 0, the empty string, is never in the table), so a probe past another string's slot
+    /// compares 32 hash bits without reading that string's entry.
     private var slots: [UInt64]
     private var mask: Int
 
@@ -46,17 +50,17 @@ public final class StringInterner {
 
     /// The id of `bytes`, adding it when new; nil when the bytes are not valid UTF-8.
     @inline(__always)
-    public func intern(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32? { intern(bytes, hash: Self.hash(bytes)) }
+    public func intern(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32? { intern(bytes, slotHash: Self.slotHash(bytes)) }
 
-    /// The hash `intern` looks `bytes` up by (their stable hash).
+    /// The hash `intern` looks `bytes` up by: keyed, random per process (`KeyedHash`).
     @inline(__always)
-    public static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 { StableHash.hash(UnsafeRawBufferPointer(bytes)) }
+    public static func slotHash(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt64 { KeyedHash.hash(bytes) }
 
     /// Prefetches what looking up each of `hashes` will read: first every first slot, then
     /// (once those have had time to arrive) the entry each points to. Called for a message's
     /// strings before interning them, so that their cache misses (most subscribers miss) overlap
     /// instead of being taken one after another in `intern`.
-    public func prefetch(hashes: UnsafeBufferPointer<UInt64>) {
+    public func prefetch(slotHashes hashes: UnsafeBufferPointer<UInt64>) {
         let mask = self.mask
         slots.withUnsafeBufferPointer { slots in
             guard let base = slots.baseAddress else { return }
@@ -71,9 +75,9 @@ public final class StringInterner {
         }
     }
 
-    /// `intern(bytes)` with `hash` = `StringInterner.hash(bytes)` computed by the caller.
+    /// `intern(bytes)` with `slotHash` = `StringInterner.slotHash(bytes)` computed by the caller.
     @inline(__always)
-    public func intern(_ bytes: UnsafeBufferPointer<UInt8>, hash h: UInt64) -> UInt32? {
+    public func intern(_ bytes: UnsafeBufferPointer<UInt8>, slotHash h: UInt64) -> UInt32? {
         if bytes.isEmpty { return 0 }
         let n = bytes.count
         let (w0, w1) = n <= Self.inlineBytes ? Self.words(bytes) : (0, 0)
@@ -85,7 +89,7 @@ public final class StringInterner {
             if s & 0xFFFF_FFFF_0000_0000 == tag {
                 let id = Int(s & 0xFFFF_FFFF)
                 let e = entries[id]
-                if e.hash == h && e.length == n {
+                if e.length == n {
                     if n <= Self.inlineBytes {
                         if e.word0 == w0 && e.word1 == w1 { return UInt32(id) }
                     } else if equal(Int(e.word0), bytes) {
@@ -97,10 +101,11 @@ public final class StringInterner {
         }
         guard String(validating: bytes, as: UTF8.self) != nil else { return nil }
         let id = entries.count
+        let stable = StableHash.hash(UnsafeRawBufferPointer(bytes))
         if n <= Self.inlineBytes {
-            entries.append(Entry(hash: h, length: n, word0: w0, word1: w1))
+            entries.append(Entry(hash: stable, length: n, word0: w0, word1: w1))
         } else {
-            entries.append(Entry(hash: h, length: n, word0: UInt64(storage.count), word1: 0))
+            entries.append(Entry(hash: stable, length: n, word0: UInt64(storage.count), word1: 0))
             storage.append(contentsOf: bytes)
         }
         slots[slot] = tag | UInt64(id)
@@ -133,16 +138,36 @@ public final class StringInterner {
         slots = [UInt64](repeating: 0, count: size)
         mask = size - 1
         for id in 1..<entries.count {
-            let h = entries[id].hash
+            let h = slotHash(id)
             var slot = Int(truncatingIfNeeded: h) & mask
             while slots[slot] != 0 { slot = (slot + 1) & mask }
             slots[slot] = h & 0xFFFF_FFFF_0000_0000 | UInt64(id)
         }
     }
 
-    /// The stable hash of string `id`.
+    /// The stable hash of string `id` (`StableHash` of its bytes).
     @inline(__always)
     public func hash(_ id: UInt32) -> UInt64 { entries[Int(id)].hash }
+
+    /// The most table slots a lookup of a held string reads: its probe sequence's length. A
+    /// diagnostic (it walks the whole table): with slots placed by a keyed hash it stays short
+    /// whatever strings arrive.
+    public var longestProbe: Int {
+        var longest = 0
+        for (slot, s) in slots.enumerated() where s != 0 {
+            let home = Int(truncatingIfNeeded: slotHash(Int(s & 0xFFFF_FFFF))) & mask
+            longest = max(longest, (slot - home) & mask + 1)
+        }
+        return longest
+    }
+
+    /// The slot hash of string `id` (`slotHash` of its bytes), from its entry.
+    private func slotHash(_ id: Int) -> UInt64 {
+        let e = entries[id]
+        if e.length <= Self.inlineBytes { return KeyedHash.hash(length: e.length, e.word0, e.word1) }
+        let offset = Int(e.word0)
+        return storage.withUnsafeBufferPointer { KeyedHash.hash(UnsafeBufferPointer(rebasing: $0[offset..<offset + e.length])) }
+    }
 
     /// Calls `body` with string `id`'s UTF-8 bytes.
     public func withUTF8<R>(_ id: UInt32, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {

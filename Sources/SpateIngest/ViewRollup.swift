@@ -156,7 +156,7 @@ final class ViewRollup {
                     // the loop.
                     var ordinal = -1
                     var ordinalStart: UInt64 = 0
-                    let secret = Self.keySecret
+                    let secret = KeyedHash.secret
                     for p in 0..<n {
                         let input = inputs[p]
                         let ts = input.endTimeMs
@@ -290,35 +290,15 @@ final class ViewRollup {
         }
     }
 
-    /// A cell key's hash: the bucket start and every key word. Fold, table growth, a snapshot's
-    /// restore and `remapStrings` must agree; it lives only in this process's memory (the bucket
-    /// tables), so it need not be `StableHash`'s.
-    ///
-    /// Key words are record fields, so whoever writes records chooses them. With a hash anyone
-    /// can compute, a broken or hostile probe could send keys that collide in full (an unseeded
-    /// mix is invertible: choose the last word to cancel the state) and fill one probe chain of
-    /// a bucket table, making each fold quadratic. So the hash is keyed by `keySecret`, drawn
-    /// from the system's random source when the process starts: per word, the full 128-bit
-    /// product of the state (with the word and one secret folded in) by the other secret,
-    /// high half xor low half. That is one multiply per word, where `StableHash.combine`
-    /// (unkeyed) took two and a longer dependency chain.
+    /// A cell key's hash: the bucket start and every key word, keyed (`KeyedHash`: key words
+    /// are record fields). Fold, table growth, a snapshot's restore and `remapStrings` must
+    /// agree; it lives only in this process's memory (the bucket tables). One multiply per
+    /// word, where `StableHash.combine` (unkeyed) took two and a longer dependency chain.
     @inline(__always)
-    static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>, secret: (UInt64, UInt64) = keySecret) -> UInt64 {
-        var h = keyMix(bucketStart ^ secret.0, secret.1)
-        for v in key { h = keyMix(h ^ v ^ secret.0, secret.1) }
+    static func keyHash(_ bucketStart: UInt64, _ key: UnsafeBufferPointer<UInt64>, secret: (UInt64, UInt64) = KeyedHash.secret) -> UInt64 {
+        var h = KeyedHash.mix(0, bucketStart, secret)
+        for v in key { h = KeyedHash.mix(h, v, secret) }
         return h
-    }
-
-    /// The secret of `keyHash`: random per process (the second word odd).
-    static let keySecret: (UInt64, UInt64) = {
-        var random = SystemRandomNumberGenerator()
-        return (random.next(), random.next() | 1)
-    }()
-
-    @inline(__always)
-    private static func keyMix(_ a: UInt64, _ b: UInt64) -> UInt64 {
-        let p = a.multipliedFullWidth(by: b)
-        return p.high ^ p.low
     }
 
     /// An address's network as one word: 4 << 56 | /24 for IPv4, 6 << 56 | /48 for IPv6.

@@ -1,4 +1,5 @@
 import SpateModel
+import SpateTestSupport
 import Testing
 
 import SpateIngest
@@ -28,7 +29,7 @@ struct StringInternerTests {
                 if let before = seen[s] { #expect(before == id) }
                 seen[s] = id
                 #expect(Self.bytes(interner, id) == s)
-                #expect(interner.hash(id) == s.withUnsafeBufferPointer { StringInterner.hash($0) })
+                #expect(interner.hash(id) == s.withUnsafeBufferPointer { StableHash.hash(UnsafeRawBufferPointer($0)) })
             }
         }
         // Again, after the table grew many times: the same ids.
@@ -89,5 +90,24 @@ struct StringInternerTests {
                 }
             }
         }
+    }
+
+    @Test("1,000 subscriber ids with one stable hash: distinct ids, the stable hash kept, and no long probe")
+    func stableHashFlood() throws {
+        let strings = StableHashCollisions.make(1000)
+        let stable = Set(strings.map { s in s.withUnsafeBufferPointer { StableHash.hash(UnsafeRawBufferPointer($0)) } })
+        #expect(stable.count == 1, "the strings are not collisions of StableHash")
+        #expect(Set(strings).count == strings.count)
+        let interner = StringInterner(capacity: 16)
+        var ids: [UInt32] = []
+        for s in strings { ids.append(try #require(Self.intern(interner, s))) }
+        #expect(Set(ids).count == strings.count)
+        for (s, id) in zip(strings, ids) {
+            #expect(Self.intern(interner, s) == id)
+            #expect(Self.bytes(interner, id) == s)
+            #expect(interner.hash(id) == stable.first)
+        }
+        // Placed by their stable hash, the 1,000 would fill one probe sequence of 1,000 slots.
+        #expect(interner.longestProbe < 64, "longest probe: \(interner.longestProbe)")
     }
 }
