@@ -143,7 +143,7 @@ let package = Package(
         .executableTarget(
             name: "spate-bench",
             dependencies: [
-                "SpateProbe", "SpateKafka", "SpateCodec", "SpateClient", "SpateIngest", "SpateSchema", "SpateModel",
+                "SpateProbe", "SpateKafka", "SpateCodec", "SpateClient", "SpateIngest", "SpateSchema", "SpateModel", "SpateTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

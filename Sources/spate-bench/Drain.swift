@@ -16,6 +16,11 @@ struct Drain: ParsableCommand {
     @Option(help: "Consumer threads (group members), as spate-node's workers.") var workers = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Stop after this many records.") var records: UInt64
 
+    func validate() throws {
+        try check(workers, "--workers", 1...256)
+        guard records >= 1 else { throw ValidationError("--records must be at least 1") }
+    }
+
     func run() throws {
         let group = "spate-bench-drain-\(UInt32.random(in: 0...UInt32.max))"
         let total = Atomic<UInt64>(0)

@@ -20,6 +20,7 @@ struct FoldBench: ParsableCommand {
     var views: String?
 
     func validate() throws {
+        try check(repeats, "--repeats", 1...100)
         guard let views else { return }
         let names = Set(ViewDefinition.defaults.map(\.name))
         for v in views.split(separator: ",") where !names.contains(String(v)) {
@@ -140,7 +141,14 @@ struct FoldWorkload: ParsableArguments {
     var run = 1
 
     func validate() throws {
-        guard run >= 1 else { throw ValidationError("--run must be at least 1") }
+        try check(records, "--records", 1...50_000_000)
+        try check(batch, "--batch", 1...maxBatch)
+        try check(probes, "--probes", 1...1_000)
+        try check(subscribers, "--subscribers", 1...10_000_000)
+        try check(run, "--run", 1...100_000)
+        guard eventRate.isFinite, eventRate >= 1, eventRate <= 1e9 else {
+            throw ValidationError("--event-rate must be 1 to 1000000000 records per second (got \(eventRate))")
+        }
     }
 
     /// The encoded messages, announced on stdout.
