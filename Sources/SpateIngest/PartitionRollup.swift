@@ -96,6 +96,9 @@ public final class PartitionRollup {
     private let subscriberSlot: Int
     /// The bucket mapping of every RTT sketch (they share the default accuracy).
     static let rttMapping = QuantileSketch()
+    /// The highest RTT sketch bucket a record can reach (`rtt_us` is 32 bits): a snapshot's
+    /// sketch beyond it did not come from records.
+    static let maxRTTBucket = rttMapping.bucket(of: Double(UInt32.max)) ?? 0
 
     public init(
         partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner = StringInterner(),

@@ -208,7 +208,8 @@ enum RollupSnapshotCodec {
                     }
                     if b.trackRTT {
                         guard let q = QuantileSketch(serialized: try nextBytes("RTT sketch")),
-                            q.relativeAccuracy == PartitionRollup.rttMapping.relativeAccuracy
+                            q.relativeAccuracy == PartitionRollup.rttMapping.relativeAccuracy,
+                            q.occupiedBuckets.map({ $0.upperBound <= PartitionRollup.maxRTTBucket }) ?? true
                         else { throw SnapshotError("snapshot RTT sketch is malformed") }
                         b.rttSketches[i] = q
                     }

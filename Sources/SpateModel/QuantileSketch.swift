@@ -43,13 +43,14 @@ public struct QuantileSketch: Sendable, Hashable {
     /// Adds `times` values of bucket `i` (from `bucket(of:)` of a sketch of the same accuracy).
     @inline(__always)
     public mutating func add(bucket i: Int?, times: UInt64 = 1) {
-        count += times
+        // Counts saturate: a sketch restored from the store may already hold any count.
+        count = count.saturatingAdd(times)
         guard let i else {
-            zeroCount += times
+            zeroCount = zeroCount.saturatingAdd(times)
             return
         }
         cover(i, i)
-        counts[i - offset] += times
+        counts[i - offset] = counts[i - offset].saturatingAdd(times)
     }
 
     /// Grows the counts with zeros so that they hold buckets `lo...hi`.
@@ -83,12 +84,12 @@ public struct QuantileSketch: Sendable, Hashable {
             added += 1
         }
         guard added > 0 else { return }
-        count += added
+        count = count.saturatingAdd(added)
         cover(lo, hi)
         let base = offset
         counts.withUnsafeMutableBufferPointer { c in
             for k in 0..<n {
-                if let i = bucket(k) { c[i - base] += 1 }
+                if let i = bucket(k) { c[i - base] = c[i - base].saturatingAdd(1) }
             }
         }
     }
@@ -162,8 +163,19 @@ public struct QuantileSketch: Sendable, Hashable {
         return out
     }
 
-    /// Parses `serialized()` output; nil when malformed (a bad header, an index offset beyond
-    /// ±2^20, counts whose total does not fit 64 bits): bytes from the store are checked here.
+    /// The buckets any finite value ≥ 1 falls into: 0 through the bucket of the largest Double.
+    public var bucketLimit: ClosedRange<Int> { 0...index(.greatestFiniteMagnitude) }
+
+    /// The lowest and highest buckets holding a count (nil: none; the zero bucket aside).
+    public var occupiedBuckets: ClosedRange<Int>? {
+        guard let first = counts.firstIndex(where: { $0 > 0 }), let last = counts.lastIndex(where: { $0 > 0 }) else { return nil }
+        return (offset + first)...(offset + last)
+    }
+
+    /// Parses `serialized()` output; nil when malformed (a bad header, buckets outside
+    /// `bucketLimit`, counts whose total does not fit 64 bits): bytes from the store are checked
+    /// here. Buckets no value can reach are refused, not only for what they say: an add far
+    /// from them would grow the counts to span the gap.
     public init?(serialized bytes: [UInt8]) {
         guard bytes.count >= 3, bytes[0] == 1 else { return nil }
         let a = Double(UInt16(bytes[1]) << 8 | UInt16(bytes[2])) / 10_000
@@ -172,7 +184,8 @@ public struct QuantileSketch: Sendable, Hashable {
         var r = Varint.Reader(bytes: bytes, position: 3)
         guard let zero = r.next(), let zz = r.next(), let n = r.next(), n <= 100_000 else { return nil }
         let off = Int64(bitPattern: zz >> 1) ^ -Int64(bitPattern: zz & 1)
-        guard off > -(1 << 20), off < 1 << 20 else { return nil }
+        let limit = bucketLimit
+        guard off >= Int64(limit.lowerBound), off <= Int64(limit.upperBound) - Int64(max(n, 1)) + 1 else { return nil }
         zeroCount = zero
         offset = Int(off)
         var total = zero

@@ -66,6 +66,39 @@ struct StoreAnswerTests {
         #expect(merged?.quantile(0.99) != nil)
     }
 
+    @Test("quantile sketch bytes with buckets no value reaches are refused; adds to counts near 2^64 saturate")
+    func quantileBounds() throws {
+        func sketch(zero: UInt64, offset: Int64, counts: [UInt64]) -> [UInt8] {
+            var b: [UInt8] = [1, 0, 100]
+            Varint.append(zero, to: &b)
+            Varint.append(UInt64(bitPattern: offset << 1 ^ offset >> 63), to: &b)
+            Varint.append(UInt64(counts.count), to: &b)
+            for c in counts { Varint.append(c, to: &b) }
+            return b
+        }
+        let limit = QuantileSketch().bucketLimit
+        #expect(limit.lowerBound == 0 && limit.upperBound > 30_000 && limit.upperBound < 40_000, "\(limit)")
+        // A value ≥ 1 never falls below bucket 0: a sketch starting at −1,048,575 would make
+        // the next add pad its counts by 8 MB.
+        #expect(QuantileSketch(serialized: sketch(zero: 0, offset: -1_048_575, counts: [1])) == nil)
+        #expect(QuantileSketch(serialized: sketch(zero: 0, offset: -1, counts: [1])) == nil)
+        #expect(QuantileSketch(serialized: sketch(zero: 0, offset: Int64(limit.upperBound), counts: [1])) != nil)
+        #expect(QuantileSketch(serialized: sketch(zero: 0, offset: Int64(limit.upperBound), counts: [1, 1])) == nil)
+        #expect(QuantileSketch(serialized: sketch(zero: 0, offset: 0, counts: [1, 2, 3]))?.occupiedBuckets == 0...2)
+
+        // Counts restored at 2^64 − 1 take more adds without trapping.
+        var zero = try #require(QuantileSketch(serialized: sketch(zero: .max, offset: 0, counts: [])))
+        zero.add(0.5)
+        zero.add(7)
+        #expect(zero.zeroCount == .max && zero.count == .max)
+        let bucket = try #require(QuantileSketch().bucket(of: 100))
+        var full = try #require(QuantileSketch(serialized: sketch(zero: 0, offset: Int64(bucket), counts: [.max])))
+        full.add(bucket: bucket, times: 5)
+        full.add(3) { _ in bucket }
+        #expect(full.count == .max)
+        #expect(full.quantile(0.5).map { abs($0 - 100) < 2 } == true)
+    }
+
     @Test("a checkpoint with negative or inconsistent fields is an error")
     func checkpoints() throws {
         let good = ResumeState(offset: 10, maxEventTs: 1_700_000_000_000, horizonOffset: 20, horizonMaxEventTs: 1_700_000_060_000)
