@@ -84,6 +84,10 @@ public final class ElasticClient: Sendable {
         return v["index_templates"]?[0]?["index_template"]
     }
 
+    /// The largest `docs.count` or `store.size` taken from `_cat/indices` (2^53, 8 PiB): a
+    /// larger or negative one is a broken answer, refused with an error.
+    public static let maxIndexCount: Int64 = 1 << 53
+
     /// `_cat/indices` for `pattern` (e.g. `spate-*`), sizes in bytes. Empty when none match.
     public func catIndices(_ pattern: String) async throws -> [IndexInfo] {
         let path = "/_cat/indices/\(Self.escapePath(pattern))?format=json&bytes=b"
@@ -91,14 +95,19 @@ public final class ElasticClient: Sendable {
         if r.status == 404 { return [] }
         try Self.requireSuccess(r, "GET", path)
         guard let rows = try Self.parse(r, path).arrayValue else { throw ElasticError(.decoding, "\(path): not an array") }
-        return rows.compactMap { row in
+        return try rows.compactMap { row in
             guard let name = row["index"]?.stringValue else { return nil }
-            func int(_ k: String) -> Int64 {
-                row[k]?.int64Value ?? row[k]?.stringValue.flatMap { Int64($0) } ?? 0
+            // Sizes and counts are summed by retention: each must be a count a store can hold.
+            func int(_ k: String) throws -> Int64 {
+                guard let v = row[k]?.int64Value ?? row[k]?.stringValue.flatMap({ Int64($0) }) else { return 0 }
+                guard (0...Self.maxIndexCount).contains(v) else {
+                    throw ElasticError(.decoding, "\(path): index \(name): \(k) \(v) is not a count from 0 to 2^53")
+                }
+                return v
             }
             return IndexInfo(
-                name: name, health: row["health"]?.stringValue ?? "", documents: int("docs.count"),
-                storeBytes: int("store.size"))
+                name: name, health: row["health"]?.stringValue ?? "", documents: try int("docs.count"),
+                storeBytes: try int("store.size"))
         }.sorted { $0.name < $1.name }
     }
 

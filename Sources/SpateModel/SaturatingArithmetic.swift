@@ -7,3 +7,22 @@ extension UInt64 {
         return o || s > limit ? limit : s
     }
 }
+
+extension UInt64 {
+    /// `value` rounded toward zero and clamped to `0...UInt64.max` (NaN: 0): a Double from
+    /// outside (an estimate, a rate) as a count, without the trap of `UInt64(_:)`.
+    public init(clamping value: Double) {
+        if !(value > 0) {
+            self = 0
+        } else if value >= 18_446_744_073_709_551_616 {  // 2^64
+            self = .max
+        } else {
+            self = UInt64(value)
+        }
+    }
+}
+
+extension Sequence where Element == UInt64 {
+    /// The sum, stopping at `UInt64.max` instead of trapping.
+    public func saturatingSum() -> UInt64 { reduce(0) { $0.saturatingAdd($1) } }
+}

@@ -366,7 +366,9 @@ struct CheckpointStore: Sendable {
         let c = configuration
         let index = IndexNaming(prefix: c.elasticsearch.indexPrefix).snapshotIndex
         var bytes: [UInt8] = []
-        bytes.reserveCapacity(reference.bytes)
+        // The size comes from the checkpoint document: reserve at most 64 MiB on its word and let
+        // the pieces actually read grow the rest.
+        bytes.reserveCapacity(min(reference.bytes, 1 << 26))
         for k in 0..<reference.chunks {
             let id = SnapshotDocument.id(group: c.kafka.group, topic: c.kafka.topic, partition: partition, slot: reference.slot, chunk: k)
             guard let doc = try await client.getDocument(index: index, id: id) else {

@@ -137,14 +137,14 @@ final class RetentionService: Service, Sendable {
         let daily = try await dailyIndices()
         // The cap covers every Spate index; the non-daily ones (checkpoints, snapshots, leases,
         // members) only count.
-        let fixed = all.filter { i in !daily.contains { $0.name == i.name } }.reduce(Int64(0)) { $0 + $1.storeBytes }
+        let fixed = RetentionPlan.sum(all.filter { i in !daily.contains { $0.name == i.name } }.map(\.storeBytes))
         var ages: [String: UInt32] = [:]
         var buckets: [String: UInt64] = [:]
         for v in configuration.views {
             ages[v.name] = configuration.retentionDays(for: v)
             buckets[v.name] = v.bucketMs
         }
-        let cap = configuration.retention.maxTotalBytes - fixed
+        let cap = configuration.retention.maxTotalBytes - min(fixed, configuration.retention.maxTotalBytes)
         return (RetentionPlan(indices: daily, maxAgeDays: ages, bucketMs: buckets, today: today, maxTotalBytes: cap), cap)
     }
 
@@ -198,7 +198,7 @@ final class RetentionService: Service, Sendable {
         var views: [ViewStorage] = []
         for v in configuration.views {
             let mine = daily.filter { $0.view == v.name }.sorted { $0.day < $1.day }
-            let bytes = mine.reduce(Int64(0)) { $0 + $1.bytes }
+            let bytes = RetentionPlan.sum(mine.map(\.bytes))
             var records: Double = 0
             if !mine.isEmpty {
                 let r = try await client.search(index: naming.pattern(view: v.name), body: ["size": 0, "aggs": ["r": ["sum": ["field": "records"]]]])
@@ -206,19 +206,19 @@ final class RetentionService: Service, Sendable {
             }
             views.append(
                 ViewStorage(
-                    view: v.name, indices: mine.count, documents: UInt64(mine.reduce(Int64(0)) { $0 + $1.documents }), bytes: UInt64(bytes),
+                    view: v.name, indices: mine.count, documents: UInt64(RetentionPlan.sum(mine.map(\.documents))), bytes: UInt64(bytes),
                     bytesPerRecord: records > 0 ? Double(bytes) / records : 0, oldestDay: mine.first?.dayText ?? "",
                     newestDay: mine.last?.dayText ?? "", retentionDays: configuration.retentionDays(for: v)))
         }
-        let total = all.reduce(Int64(0)) { $0 + $1.storeBytes }
+        let total = RetentionPlan.sum(all.map(\.storeBytes))
         // Daily growth: the average full day (before today) when there is one, else today so far
         // extrapolated to a whole day.
-        let past = Dictionary(grouping: daily.filter { $0.day < today }, by: \.day).mapValues { $0.reduce(Int64(0)) { $0 + $1.bytes } }
+        let past = Dictionary(grouping: daily.filter { $0.day < today }, by: \.day).mapValues { RetentionPlan.sum($0.map(\.bytes)) }
         var perDay: Double = 0
         if !past.isEmpty {
-            perDay = Double(past.values.reduce(0, +)) / Double(past.count)
+            perDay = Double(RetentionPlan.sum(Array(past.values))) / Double(past.count)
         } else {
-            let todayBytes = daily.filter { $0.day == today }.reduce(Int64(0)) { $0 + $1.bytes }
+            let todayBytes = RetentionPlan.sum(daily.filter { $0.day == today }.map(\.bytes))
             let elapsed = Double(Self.now() % 86_400_000) / 86_400_000
             perDay = elapsed > 0.01 ? Double(todayBytes) / elapsed : 0
         }
@@ -226,7 +226,7 @@ final class RetentionService: Service, Sendable {
         let lease = try? await client.fetchDocument(index: naming.leaseIndex, id: Self.leaseID)
         return StorageReport(
             views: views, totalBytes: UInt64(total), maxTotalBytes: UInt64(configuration.retention.maxTotalBytes),
-            projectedDays: perDay > 0 ? Double(configuration.retention.maxTotalBytes) / perDay : 0, bytesPerDay: UInt64(perDay),
+            projectedDays: perDay > 0 ? Double(configuration.retention.maxTotalBytes) / perDay : 0, bytesPerDay: UInt64(clamping: perDay),
             warnings: s.warnings, retentionOwner: lease?.source["owner"]?.stringValue ?? s.owner,
             lastRetentionMs: UInt64(max(0, lease?.source["last_run_at"]?.int64Value ?? Int64(s.lastRunMs))))
     }

@@ -58,21 +58,30 @@ public struct RetentionPlan: Sendable, Hashable {
             if ra != rb { return ra < rb }
             return a.name < b.name
         }
-        var total = kept.reduce(Int64(0)) { $0 + $1.bytes }
+        // Exact whatever the sizes: 128 bits hold any sum of Int64 sizes.
+        var total = kept.reduce(Int128(0)) { $0 + Int128($1.bytes) }
         var overCap = false
         var remaining: [DailyIndex] = []
         for i in kept {
-            if total > maxTotalBytes && i.day < today {
+            if total > Int128(maxTotalBytes) && i.day < today {
                 deletions.append(Deletion(index: i, reason: "size"))
-                total -= i.bytes
+                total -= Int128(i.bytes)
             } else {
                 remaining.append(i)
             }
         }
-        if total > maxTotalBytes { overCap = true }
+        if total > Int128(maxTotalBytes) { overCap = true }
         self.deletions = deletions
         overCapWithTodayOnly = overCap
-        remainingBytes = total
+        remainingBytes = Int64(clamping: total)
+    }
+
+    /// The sum of sizes or counts (each ≥ 0), stopping at Int64.max instead of trapping.
+    public static func sum(_ values: [Int64]) -> Int64 {
+        values.reduce(Int64(0)) { s, v in
+            let (r, overflow) = s.addingReportingOverflow(v)
+            return overflow ? .max : r
+        }
     }
 
     /// Parses `<prefix>-<view>-YYYY.MM.DD` for the known views; nil for anything else.
@@ -81,8 +90,11 @@ public struct RetentionPlan: Sendable, Hashable {
             let head = "\(prefix)-\(v)-"
             guard name.hasPrefix(head) else { continue }
             let date = name.dropFirst(head.count).split(separator: ".")
+            // Spate writes days from 2000 to 2099 only (event times are checked against that
+            // range): another year is not one of its daily indices.
             guard date.count == 3, let y = Int64(date[0]), let m = Int64(date[1]), let d = Int64(date[2]),
-                (1...12).contains(m), (1...31).contains(d), date[0].count == 4, date[1].count == 2, date[2].count == 2
+                (2000...2099).contains(y), (1...12).contains(m), (1...31).contains(d), date[0].count == 4, date[1].count == 2,
+                date[2].count == 2
             else { return nil }
             return (v, IndexNaming.days(year: y, month: m, day: d))
         }

@@ -129,13 +129,17 @@ public final class CountingProxy: @unchecked Sendable {
     private let statsFile: String
     public let url: String
 
-    public init(upstream: String, directory: String, item429: Double = 0, request503: Double = 0, deleteDelay: Double = 0) throws {
+    /// - Parameter catIndices: a file whose contents, when not empty, answer `GET /_cat/indices`.
+    public init(
+        upstream: String, directory: String, item429: Double = 0, request503: Double = 0, deleteDelay: Double = 0, catIndices: String? = nil
+    ) throws {
         let portFile = directory + "/counting-proxy.port"
         statsFile = portFile + ".stats"
         process = try ChildProcess(
             "/usr/bin/env",
             ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", upstream, "--port-file", portFile,
-             "--item-429", String(item429), "--request-503", String(request503), "--delete-delay", String(deleteDelay)],
+             "--item-429", String(item429), "--request-503", String(request503), "--delete-delay", String(deleteDelay)]
+                + (catIndices.map { ["--cat-indices", $0] } ?? []),
             logPath: directory + "/counting-proxy.log")
         var port = ""
         for _ in 0..<200 where port.isEmpty {

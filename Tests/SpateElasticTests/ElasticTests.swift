@@ -1,3 +1,4 @@
+import Foundation
 import SpateElastic
 import SpateJSON
 import SpateTestSupport
@@ -131,5 +132,26 @@ struct ElasticTests {
         #expect(throws: ElasticError.self) {
             _ = try ElasticClient(configuration: ElasticConfiguration(url: "https://x", caFile: "/nonexistent/ca.pem"))
         }
+    }
+
+    @Test("_cat/indices with a negative or impossible size is a decoding error naming the index, not a number to sum")
+    func hostileCatIndices() async throws {
+        let directory = NSTemporaryDirectory() + "/spate-cat-\(uniqueName("x"))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let answer = directory + "/cat.json"
+        let proxy = try CountingProxy(upstream: try TestServices.shared().elasticURL, directory: directory, catIndices: answer)
+        defer { proxy.stop() }
+        let es = try ElasticClient(configuration: ElasticConfiguration(url: proxy.url))
+        for (field, value) in [("store.size", "-9223372036854775808"), ("store.size", "9223372036854775807"), ("docs.count", "-1")] {
+            let row = #"[{"index":"spate-app_1m-2026.11.20","store.size":"1000","docs.count":"5"},{"index":"spate-x","\#(field)":"\#(value)"}]"#
+            try row.write(toFile: answer, atomically: true, encoding: .utf8)
+            let error = await #expect(throws: ElasticError.self) { _ = try await es.catIndices("spate-*") }
+            #expect(error?.code == .decoding)
+            #expect(error.map { "\($0)".contains("spate-x") && "\($0)".contains(field) } == true, "\(String(describing: error))")
+        }
+        try #"[{"index":"spate-app_1m-2026.11.20","store.size":"9007199254740992","docs.count":"5"}]"#.write(toFile: answer, atomically: true, encoding: .utf8)
+        let fine = try await es.catIndices("spate-*")
+        #expect(fine.map(\.storeBytes) == [9_007_199_254_740_992])
     }
 }

@@ -41,9 +41,25 @@ struct RetentionPlanTests {
         #expect(plan.overCapWithTodayOnly)
     }
 
+    @Test("sizes summing past Int64.max: the plan is exact instead of trapping, oldest deleted first")
+    func hugeSizes() {
+        let today: Int64 = 20_000
+        let big = Int64.max / 2 + 1
+        let indices = (0..<3).map { k in
+            DailyIndex(name: "spate-app_1m-\(k)", view: "app_1m", day: today - 2 + Int64(k), bytes: big, documents: big)
+        }
+        #expect(RetentionPlan.sum(indices.map(\.bytes)) == .max)
+        let plan = RetentionPlan(indices: indices, maxAgeDays: ["app_1m": 10], bucketMs: ["app_1m": 60_000], today: today, maxTotalBytes: big)
+        #expect(plan.deletions.map(\.index.day) == [today - 2, today - 1])
+        #expect(plan.remainingBytes == big)
+        #expect(!plan.overCapWithTodayOnly)
+    }
+
     @Test("index names parse for known views only", arguments: [
         ("spate-app_1m-2026.11.20", "app_1m"), ("spate-app_1h-2026.01.02", "app_1h"), ("spate-checkpoints", nil), ("spate-app_1m-2026.13.01", nil),
-        ("other-app_1m-2026.11.20", nil),
+        ("other-app_1m-2026.11.20", nil), ("spate-app_1m-2000.01.01", "app_1m"), ("spate-app_1m-2099.12.31", "app_1m"),
+        // Spate writes days of 2000 to 2099 only; 1969 would be day −1.
+        ("spate-app_1m-1969.12.31", nil), ("spate-app_1m-2100.01.01", nil), ("spate-app_1m-0000.01.01", nil),
     ] as [(String, String?)])
     func parse(name: String, view: String?) {
         #expect(RetentionPlan.parse(name, prefix: "spate", views: ["app_1m", "app_1h"])?.view == view)

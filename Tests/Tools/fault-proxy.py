@@ -8,7 +8,9 @@ produces under load, for Spate's ingest tests:
   * refusals, switched by the test through --mode-file (one word, read on every bulk):
     "item-403" answers every bulk item 403 cluster_block_exception (an index write block),
     "401" answers whole bulks 401 security_exception, "413" answers bulks of more than 20
-    documents 413 (request too large), "none" (or no file) forwards.
+    documents 413 (request too large), "none" (or no file) forwards;
+  * with --cat-indices FILE, GET /_cat/indices is answered with FILE's contents when it is not
+    empty (a store answering sizes no store has).
 
 Usage: fault-proxy.py --upstream http://127.0.0.1:9200 --port-file FILE
                       [--item-429 0.2] [--request-503 0.1] [--seed 1]
@@ -83,6 +85,14 @@ class Proxy(BaseHTTPRequestHandler):
                 time.sleep(args.delete_delay)
         if method == "POST" and self.path.split("?")[0].endswith("/_bulk"):
             return self.bulk(body)
+        if method == "GET" and self.path.startswith("/_cat/indices") and args.cat_indices:
+            try:
+                with open(args.cat_indices, "rb") as f:
+                    answer = f.read()
+            except OSError:
+                answer = b""
+            if answer:
+                return self.reply(200, answer)
         if self.path.split("?")[0].endswith("/_search"):
             with lock:
                 stats["searches"] += 1
@@ -184,6 +194,7 @@ def main():
     p.add_argument("--dump", help="write large bulk bodies to this folder (debugging)")
     p.add_argument("--mode-file", help="a file holding the refusal mode (none, item-403, 401, 413), read on every bulk")
     p.add_argument("--delete-delay", type=float, default=0, help="seconds to hold every DELETE before forwarding it")
+    p.add_argument("--cat-indices", help="a file whose contents, when not empty, answer every GET /_cat/indices (a broken store's answer)")
     args = p.parse_args()
     rng = random.Random(args.seed)
     server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
