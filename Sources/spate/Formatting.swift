@@ -94,7 +94,8 @@ enum Format {
             let chunk = Double(v.count) / Double(width)
             v = (0..<width).map { i in
                 let slice = values[Int(Double(i) * chunk)..<max(Int(Double(i) * chunk) + 1, Int(Double(i + 1) * chunk))]
-                return slice.reduce(0, +) / UInt64(slice.count)
+                // The mean without a sum that could pass 2^64.
+                return UInt64(clamping: slice.reduce(0.0) { $0 + Double($1) } / Double(slice.count))
             }
         }
         guard let maxV = v.max(), maxV > 0 else { return String(repeating: "▁", count: v.count) }

@@ -37,10 +37,11 @@ enum Render {
             let maxV = r.top.map(\.metric).max() ?? 1
             let labelWidth = min(28, max(8, r.top.map { $0.value.count }.max() ?? 8))
             let barWidth = max(5, width - labelWidth - 30)
+            // The node checks each row against 2^64, not their sum: it saturates here.
+            let total = r.top.map(\.metric).saturatingSum()
             lines.append(Format.table(
                 [d.rawValue, m.rawValue, "share", ""],
                 r.top.map { row in
-                    let total = r.top.reduce(UInt64(0)) { $0 + $1.metric }
                     let label = row.value.count > labelWidth ? String(row.value.prefix(labelWidth - 1)) + "…" : row.value
                     return [label, Format.value(row.metric, metric: m), String(format: "%.1f%%", total > 0 ? 100 * Double(row.metric) / Double(total) : 0),
                             Format.bar(Double(row.metric) / Double(max(1, maxV)), width: barWidth)]
@@ -64,7 +65,7 @@ enum Render {
                 [[Format.count(t.records), Format.count(t.flows), Format.bytes(t.bytesUp &+ t.bytesDown), Format.bytes(t.bytesUp), Format.bytes(t.bytesDown),
                   Format.count(t.packetsUp &+ t.packetsDown), t.rttCount > 0 ? String(format: "%.1f ms", Double(t.rttSumMicros) / Double(t.rttCount) / 1000) : "-"]]))
         case .distinctSubscribers:
-            lines.append("distinct subscribers: " + Format.bold(Format.count(UInt64((r.distinct ?? 0).rounded()))) + Format.dim("  (\(r.documents) documents merged)"))
+            lines.append("distinct subscribers: " + Format.bold(Format.count(UInt64(clamping: (r.distinct ?? 0).rounded()))) + Format.dim("  (\(r.documents) documents merged)"))
         case .rttQuantiles:
             lines.append(Format.table(["quantile", "rtt"], r.quantiles.map { [String(format: "p%g", $0.0 * 100), String(format: "%.2f ms", $0.1 / 1000)] }))
         }

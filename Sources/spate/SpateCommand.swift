@@ -52,7 +52,7 @@ struct Status: AsyncParsableCommand {
                 ["node", "query_address", "partitions", "lag", "records_per_second", "records_total"],
                 s.cluster.map { n in
                     [n.nodeID, n.queryAddress, n.partitions.map { String($0.partition) }.joined(separator: " "),
-                     String(n.partitions.map(\.lag).filter { $0 >= 0 }.reduce(0, +)), String(Int(n.recordsPerSecond)), String(n.recordsTotal)]
+                     String(Self.lag(n)), String(UInt64(clamping: n.recordsPerSecond)), String(n.recordsTotal)]
                 }))
         case .table:
             print("\(Format.bold("cluster")) group \(s.group), topic \(s.topic), store \(s.storeHealth), answered by \(s.nodeID) (\(s.version))")
@@ -60,12 +60,18 @@ struct Status: AsyncParsableCommand {
                 ["node", "address", "partitions", "lag", "records/s", "docs/s", "records", "late", "malformed", "rss"],
                 s.cluster.map { n in
                     [n.nodeID + (n.reachable ? "" : " (unreachable)"), n.queryAddress, n.partitions.map { String($0.partition) }.joined(separator: ","),
-                     Format.count(UInt64(n.partitions.map(\.lag).filter { $0 >= 0 }.reduce(0, +))), Format.count(UInt64(n.recordsPerSecond)),
-                     Format.count(UInt64(n.documentsPerSecond)), Format.count(n.recordsTotal), Format.count(n.lateTotal),
+                     Format.count(Self.lag(n)), Format.count(UInt64(clamping: n.recordsPerSecond)),
+                     Format.count(UInt64(clamping: n.documentsPerSecond)), Format.count(n.recordsTotal), Format.count(n.lateTotal),
                      Format.count(n.malformedTotal), Format.bytes(n.residentBytes)]
                 }))
             for w in s.warnings { print(Format.paint("warning: \(w)", "33")) }
         }
+    }
+
+    /// A node's lag over its partitions (unknown lags, < 0, left out), saturating: the numbers
+    /// come from the node's answer.
+    static func lag(_ n: NodeStatus) -> UInt64 {
+        n.partitions.map(\.lag).filter { $0 >= 0 }.map { UInt64($0) }.saturatingSum()
     }
 }
 

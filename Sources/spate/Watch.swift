@@ -334,8 +334,11 @@ final class Screen: @unchecked Sendable {
         guard let a else { return lines + [Format.dim("waiting for the first answer…")] }
         if let good = a.lastGood {
             lines += Render.text(good, query: w.query, width: width).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-            let age = Int(Date().timeIntervalSince1970 * 1000) - Int(good.computedAtMs)
-            if age > Int(dashboard.refreshMs) * 3 { lines.append(Format.paint("stale: last answer \(age / 1000)s ago", "33")) }
+            // computedAtMs is the node's word: clamped, never trusted to fit.
+            let age = Int64(Date().timeIntervalSince1970 * 1000) - Int64(clamping: good.computedAtMs)
+            if age > Int64(dashboard.refreshMs) * 3 {
+                lines.append(Format.paint("stale: last answer \(age / 1000)s ago", "33"))
+            }
         }
         if case .failure(let e) = a.result { lines.append(Format.paint("error: \(e.code): \(e.message)", "31")) }
         return lines
