@@ -77,20 +77,28 @@ final class ViewRollup {
     @inline(__always)
     private func bucket(start: UInt64, offset: Int64, maxEventTsBefore: UInt64) -> BucketCells {
         if let last, last.start == start { return last }
-        if let b = buckets.first(where: { $0.start == start }) {
-            last = b
-            return b
+        // `buckets` is sorted by start. A binary search, and an insert in place: one message
+        // may hold records of thousands of buckets (its event times may span the whole window the
+        // boundary rules allow), and a scan plus a sort per new bucket made that quadratic.
+        var lo = 0
+        var hi = buckets.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if buckets[mid].start < start { lo = mid + 1 } else { hi = mid }
+        }
+        if lo < buckets.count && buckets[lo].start == start {
+            last = buckets[lo]
+            return buckets[lo]
         }
         // A bucket after every open one is sized for as many cells as the newest bucket holds
         // so far (at most memory already in use): its table does not grow and copy its way up
         // from 64 slots, faulting in new pages at each step. An older bucket (late records)
         // starts small.
-        let newest = buckets.last.map { $0.start < start } ?? false
+        let newest = lo == buckets.count && !buckets.isEmpty
         let b = BucketCells(
             start: start, width: definition.bucketMs, keyWidth: width, firstOffset: offset,
             maxEventTsBeforeFirst: maxEventTsBefore, view: definition, expectedCells: newest ? buckets.last?.count ?? 0 : 0)
-        buckets.append(b)
-        buckets.sort { $0.start < $1.start }
+        buckets.insert(b, at: lo)
         last = b
         return b
     }

@@ -146,8 +146,8 @@ struct FoldWorkload: ParsableArguments {
         try check(probes, "--probes", 1...1_000)
         try check(subscribers, "--subscribers", 1...10_000_000)
         try check(run, "--run", 1...100_000)
-        guard eventRate.isFinite, eventRate >= 1, eventRate <= 1e9 else {
-            throw ValidationError("--event-rate must be 1 to 1000000000 records per second (got \(eventRate))")
+        guard eventRate.isFinite, eventRate >= 0.01, eventRate <= 1e9 else {
+            throw ValidationError("--event-rate must be 0.01 to 1000000000 records per second (got \(eventRate))")
         }
     }
 
