@@ -255,7 +255,9 @@ final class ClientConnectionHandler: ChannelInboundHandler, @unchecked Sendable 
             waiters.forEach { $0.resume() }
         }
         do {
-            while let frame = try FrameCodec.decode(&buffer!, maxFrameSize: 64 << 20) { handle(context, frame) }
+            // A Spate node never sends a frame above 4 MiB (it refuses a larger answer with
+            // RESOURCE_EXHAUSTED): a larger one is not buffered, whoever sends it.
+            while let frame = try FrameCodec.decode(&buffer!, maxFrameSize: FrameCodec.defaultMaxFrameSize) { handle(context, frame) }
             buffer!.discardReadBytes()
         } catch let e as RPCError {
             fail(e)

@@ -15,8 +15,8 @@ import Synchronization
 /// not answer within `query.peer_timeout`, or one that declines is left to the store.
 ///
 /// Calls to peers carry this node's query token, have a deadline, and go over one pooled
-/// connection per peer; answers are validated (`OpenBucketsCall`) and bounded by the peer's
-/// frame limit.
+/// connection per peer; answers are validated (`OpenBucketsCall`) and bounded by the client's
+/// frame limit (4 MiB, what any Spate node sends at most).
 final class LiveTier: Sendable {
     private let configuration: NodeConfiguration
     private let local: @Sendable (OpenBucketRequest, OpenBucketLimits, Duration) async -> OpenBucketMailbox.Answers
