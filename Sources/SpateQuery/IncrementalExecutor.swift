@@ -48,7 +48,43 @@ public final class IncrementalExecutor: Sendable {
         var lastFill: [QueryShape: UInt64] = [:]
         /// Shapes whose fill runs in the background now.
         var filling: Set<QueryShape> = []
+        /// The entries' slots and keys (`keyBytes`), estimated.
         var bytes = 0
+
+        /// Shapes held at most, cached or refused: each costs a scan when one is evicted.
+        static let maxShapes = 4096
+
+        /// What an entry costs beyond its slots: its key (up to 1,024 filter values) and the
+        /// maps' share. Every shape a client asks for is an entry, cached slots or not, so the
+        /// budget counts them all.
+        static func keyBytes(_ shape: QueryShape) -> Int {
+            256 + shape.view.utf8.count + QueryEngine.estimatedBytes(shape.filters)
+        }
+
+        mutating func remove(_ shape: QueryShape) {
+            if let e = entries.removeValue(forKey: shape) { bytes -= e.slots.bytes + Self.keyBytes(shape) }
+            lastFill[shape] = nil
+        }
+
+        /// Drops the least recently used entries (never `keep`) while over `maxBytes` or
+        /// `maxShapes`.
+        mutating func evict(maxBytes: Int, keep: QueryShape?) {
+            while bytes > maxBytes || entries.count > Self.maxShapes,
+                let victim = entries.lazy.filter({ $0.key != keep }).min(by: { $0.value.usedMs < $1.value.usedMs })
+            {
+                remove(victim.key)
+            }
+        }
+
+        /// Answers `shape` plainly until `untilMs`; refusals past their time go first when more
+        /// than `maxShapes` are held, then the ones ending soonest.
+        mutating func refuse(_ shape: QueryShape, untilMs: UInt64, nowMs: UInt64) {
+            remove(shape)
+            refused[shape] = untilMs
+            guard refused.count > Self.maxShapes else { return }
+            refused = refused.filter { $0.value > nowMs }
+            while refused.count > Self.maxShapes, let first = refused.min(by: { $0.value < $1.value }) { refused[first.key] = nil }
+        }
     }
 
     /// An executor caching closed slots in at most `maxBytes` (estimated).
@@ -73,8 +109,17 @@ public final class IncrementalExecutor: Sendable {
     /// A part of the answer could not be read completely (too many keys in a slot).
     struct Incomplete: Error {}
 
+    /// Ranges of more slots than this are answered plainly, uncached: filling them would take
+    /// thousands of searches (20,000 slots: 13.9 days of minutes, 2.3 years of hours; a view's
+    /// retention is shorter).
+    public static let maxCachedSlots: UInt64 = 20_000
+
     /// Answers `plan`; `nowMs` stamps the result.
     public func execute(_ plan: QueryPlan, nowMs: UInt64) async throws -> QueryResult {
+        if (plan.endMs - plan.startMs) / max(plan.stepMs, 1) > Self.maxCachedSlots {
+            plainAnswers.add(1, ordering: .relaxed)
+            return try await plain.execute(plan, nowMs: nowMs)
+        }
         let shape = QueryShape(plan)
         let refused = state.withLock { s -> Bool in
             if let until = s.refused[shape], until > nowMs { return true }
@@ -87,6 +132,7 @@ public final class IncrementalExecutor: Sendable {
         }
         let boundaries = await horizons.current()
         let (snapshot, prepared, cold) = state.withLock { s -> (ClosedSlots, [ClosedSlots.Fill], Bool) in
+            let isNew = s.entries[shape] == nil
             var entry = s.entries[shape]?.slots ?? ClosedSlots(base: plan.startMs, stepMs: plan.stepMs)
             let before = entry.bytes
             var fills = entry.prepare(plan, boundaries: boundaries)
@@ -106,8 +152,9 @@ public final class IncrementalExecutor: Sendable {
                     fills = []
                 }
             }
-            s.bytes += entry.bytes - before
+            s.bytes += entry.bytes - before + (isNew ? State.keyBytes(shape) : 0)
             s.entries[shape] = (entry, clock())
+            s.evict(maxBytes: maxBytes, keep: shape)
             return (entry, fills, cold)
         }
         // Once something is cached, a fill runs in the background and this refresh does not
@@ -189,11 +236,7 @@ public final class IncrementalExecutor: Sendable {
     /// Drops `shape`'s cache: it has too many keys to cache, and is answered plainly for
     /// `refusalMs`.
     private func refuse(_ shape: QueryShape, nowMs: UInt64) {
-        state.withLock { s in
-            if let e = s.entries.removeValue(forKey: shape) { s.bytes -= e.slots.bytes }
-            s.lastFill[shape] = nil
-            s.refused[shape] = nowMs + refusalMs
-        }
+        state.withLock { s in s.refuse(shape, untilMs: nowMs + refusalMs, nowMs: nowMs) }
     }
 
     /// Reads `fills` and commits them, off the refresh's path (one per shape at a time: the
@@ -219,21 +262,15 @@ public final class IncrementalExecutor: Sendable {
             let before = entry.bytes
             guard try entry.commit(fills, parts: parts, generation: generation) else { return }
             s.bytes += entry.bytes - before
+            s.entries[shape] = (entry, clock())
             if entry.bytes > maxBytes / 8 {
                 // Too large to be worth keeping: answered plainly for a while.
-                s.entries[shape] = nil
-                s.lastFill[shape] = nil
-                s.bytes -= entry.bytes
-                s.refused[shape] = clock() + refusalMs
+                let now = clock()
+                s.refuse(shape, untilMs: now + refusalMs, nowMs: now)
                 return
             }
-            s.entries[shape] = (entry, clock())
             // Over budget: the least recently used shapes go.
-            while s.bytes > maxBytes, let victim = s.entries.min(by: { $0.value.usedMs < $1.value.usedMs }) {
-                s.entries[victim.key] = nil
-                s.lastFill[victim.key] = nil
-                s.bytes -= victim.value.slots.bytes
-            }
+            s.evict(maxBytes: maxBytes, keep: nil)
         }
     }
 

@@ -60,6 +60,11 @@ public final class QueryEngine: Sendable {
         return n
     }
 
+    /// Memory a cache key's filters hold, estimated (up to 1,024 values of any length).
+    static func estimatedBytes(_ filters: [QueryFilter]) -> Int {
+        filters.reduce(0) { $0 + 64 + $1.values.reduce(0) { $0 + 16 + $1.utf8.count } }
+    }
+
     /// The plan `query` gets now (for tests and explanations).
     /// - Throws: `RPCError` INVALID_ARGUMENT or NOT_FOUND when the planner refuses the query.
     public func plan(_ query: Query) throws -> QueryPlan { try plan(query, nowMs: clock()) }
@@ -104,7 +109,8 @@ public final class QueryEngine: Sendable {
                 let ttl = incremental?.live != nil ? 1000 : max(1000, plan.view.flushIntervalMs)
                 state.withLock { s in
                     s.inFlight[plan] = nil
-                    s.cache.insert(plan, r, size: Self.estimatedBytes(r), expiresMs: now + ttl, nowMs: now)
+                    // The key is charged too: its filters can hold 1,024 values.
+                    s.cache.insert(plan, r, size: Self.estimatedBytes(r) + Self.estimatedBytes(plan.filters), expiresMs: now + ttl, nowMs: now)
                 }
                 return r
             } catch {

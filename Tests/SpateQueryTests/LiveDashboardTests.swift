@@ -115,6 +115,29 @@ struct LiveDashboardTests {
         #expect(incremental.plainAnswers.load(ordering: .relaxed) == 0)
     }
 
+    /// Every shape a client asks for is an entry of the closed-slot cache, slots cached or not
+    /// (a range with nothing closed yet caches none): its key, up to 1,024 filter values, counts
+    /// against `cache_max_bytes`, so distinct shapes cannot grow it without bound.
+    @Test("60 shapes with 1,024 filter values each, nothing in the store: the closed-slot cache stays within its 1 MiB")
+    func shapesCountAgainstTheBudget() async throws {
+        let client = try ElasticClient(configuration: ElasticConfiguration(url: try TestServices.shared().elasticURL))
+        let naming = IndexNaming(prefix: uniqueName("shapes"))
+        let views = ViewDefinition.defaults.filter { $0.name == "app_1m" }.map { PlannableView(definition: $0, retentionDays: 0) }
+        let horizons = ClosedHorizons(client: client, naming: naming, group: "g", topic: "t", latenessMs: 60_000)
+        let engine = QueryEngine(client: client, naming: naming, views: views, cacheMaxBytes: 1 << 20, horizons: horizons)
+        let incremental = try #require(engine.incremental)
+        for k in 0..<60 {
+            let values = (0..<1024).map { "app-\(k)-\($0)-" + String(repeating: "x", count: 24) }
+            let q = Query(
+                range: .last(ms: 1_800_000), filters: [QueryFilter(dimension: .application, op: .in, values: values)], view: "app_1m", kind: .totals)
+            let r = try await incremental.execute(try engine.plan(q), nowMs: UInt64(Date().timeIntervalSince1970 * 1000))
+            #expect(r.totals?.records ?? 0 == 0)
+        }
+        let usage = incremental.usage
+        #expect(usage.bytes <= 1 << 20, "\(usage)")
+        #expect(usage.entries > 0 && usage.entries < 60, "\(usage)")
+    }
+
     @Test("a watch equals the manifest within one refresh of the store being exact, across a rebalance and a node kill")
     func watchAcrossRebalanceAndKill() async throws {
         try await NodeTestBed.with(services: try TestServices.shared(), name: "live-watch") { bed in
