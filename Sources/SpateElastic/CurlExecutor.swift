@@ -52,17 +52,31 @@ final class CurlExecutor: Sendable {
         }
     }
 
+    /// Requests waiting for a thread, at most: past it a request fails at once (a transport
+    /// error, retriable) instead of queueing behind a store that does not keep up.
+    var maxQueued: Int { max(1024, 64 * threadCount) }
+
     /// Sends `request` and returns the answer, whatever its status. Cancelling the calling
     /// task aborts the transfer (curl's progress callback checks a flag).
     func perform(_ request: HTTPRequest) async throws -> HTTPResponse {
         let flag = CancellationFlag()
+        let limit = maxQueued
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 guard !stopped.load(ordering: .acquiring) else {
                     continuation.resume(throwing: ElasticError(.transport, "client is shut down"))
                     return
                 }
-                jobs.withLock { $0.append(Job(request: request, continuation: continuation, cancelled: flag)) }
+                let queued = jobs.withLock { j -> Bool in
+                    guard j.count < limit else { return false }
+                    j.append(Job(request: request, continuation: continuation, cancelled: flag))
+                    return true
+                }
+                guard queued else {
+                    continuation.resume(
+                        throwing: ElasticError(.transport, "\(limit) requests are already waiting for the store (\(request.method) \(request.path) not sent)", isRetriable: true))
+                    return
+                }
                 available.signal()
             }
         } onCancel: {

@@ -5,7 +5,9 @@ public import Logging
 /// search (raw or typed aggregations), index administration and documents by id.
 ///
 /// Blocking libcurl work runs on the client's own threads; every method is `async` and safe to
-/// call from any task. At most `maxConcurrentRequests` requests are in flight at once.
+/// call from any task. At most `maxConcurrentRequests` requests are in flight at once, and at
+/// most `max(1024, 64 × maxConcurrentRequests)` wait for one: past that a request fails at
+/// once with a retriable `transport` error.
 public final class ElasticClient: Sendable {
     public let configuration: ElasticConfiguration
     private let executor: CurlExecutor

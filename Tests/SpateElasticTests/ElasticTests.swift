@@ -154,4 +154,39 @@ struct ElasticTests {
         let fine = try await es.catIndices("spate-*")
         #expect(fine.map(\.storeBytes) == [9_007_199_254_740_992])
     }
+
+    @Test("a store that never answers: requests past the queue's bound fail at once, retriable, and name themselves")
+    func queueBound() async throws {
+        let hole = try BlackHoleServer()
+        defer { hole.close() }
+        let es = try ElasticClient(
+            configuration: ElasticConfiguration(url: "http://127.0.0.1:\(hole.port)", requestTimeout: .seconds(120), maxConcurrentRequests: 1))
+        // One request hangs on its thread, 1,024 wait; the rest are refused without waiting.
+        let refusedFirst = await withTaskGroup(of: ElasticError?.self) { group -> [ElasticError?] in
+            for k in 0..<1100 {
+                group.addTask {
+                    do {
+                        _ = try await es.send("GET", "/request-\(k)")
+                        return nil
+                    } catch {
+                        return error as? ElasticError
+                    }
+                }
+            }
+            var first: [ElasticError?] = []
+            for await r in group {
+                first.append(r)
+                if first.count == 50 { break }
+            }
+            es.shutdown()  // fails the waiting ones and aborts the hanging one
+            for await _ in group {}
+            return first
+        }
+        #expect(refusedFirst.count == 50)
+        for e in refusedFirst {
+            #expect(e?.code == .transport)
+            #expect(e?.isRetriable == true)
+            #expect(e.map { $0.message.contains("1024 requests are already waiting for the store (GET /request-") } == true, "\(String(describing: e))")
+        }
+    }
 }
