@@ -195,7 +195,8 @@ let package = Package(
             name: "SpateQueryTests",
             dependencies: [
                 "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateElastic", "SpateProbe", "SpateQuery", "SpateSchema", "SpateTestSupport",
-                .product(name: "NIOCore", package: "swift-nio"),
+                "SpateServer", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),
         .testTarget(
