@@ -22,7 +22,13 @@ extension UInt64 {
     }
 }
 
-extension Sequence where Element == UInt64 {
-    /// The sum, stopping at `UInt64.max` instead of trapping.
-    public func saturatingSum() -> UInt64 { reduce(0) { $0.saturatingAdd($1) } }
+extension Sequence where Element: FixedWidthInteger {
+    /// The sum, stopping at `Element.max` (or `.min`) instead of trapping: sums of sizes and
+    /// counters that come from outside.
+    public func saturatingSum() -> Element {
+        reduce(0) { s, v in
+            let (r, overflow) = s.addingReportingOverflow(v)
+            return overflow ? (v > 0 ? .max : .min) : r
+        }
+    }
 }

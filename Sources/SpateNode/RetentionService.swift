@@ -137,7 +137,7 @@ final class RetentionService: Service, Sendable {
         let daily = try await dailyIndices()
         // The cap covers every Spate index; the non-daily ones (checkpoints, snapshots, leases,
         // members) only count.
-        let fixed = RetentionPlan.sum(all.filter { i in !daily.contains { $0.name == i.name } }.map(\.storeBytes))
+        let fixed = all.filter { i in !daily.contains { $0.name == i.name } }.map(\.storeBytes).saturatingSum()
         var ages: [String: UInt32] = [:]
         var buckets: [String: UInt64] = [:]
         for v in configuration.views {
@@ -198,7 +198,7 @@ final class RetentionService: Service, Sendable {
         var views: [ViewStorage] = []
         for v in configuration.views {
             let mine = daily.filter { $0.view == v.name }.sorted { $0.day < $1.day }
-            let bytes = RetentionPlan.sum(mine.map(\.bytes))
+            let bytes = mine.map(\.bytes).saturatingSum()
             var records: Double = 0
             if !mine.isEmpty {
                 let r = try await client.search(index: naming.pattern(view: v.name), body: ["size": 0, "aggs": ["r": ["sum": ["field": "records"]]]])
@@ -206,19 +206,19 @@ final class RetentionService: Service, Sendable {
             }
             views.append(
                 ViewStorage(
-                    view: v.name, indices: mine.count, documents: UInt64(RetentionPlan.sum(mine.map(\.documents))), bytes: UInt64(bytes),
+                    view: v.name, indices: mine.count, documents: UInt64(mine.map(\.documents).saturatingSum()), bytes: UInt64(bytes),
                     bytesPerRecord: records > 0 ? Double(bytes) / records : 0, oldestDay: mine.first?.dayText ?? "",
                     newestDay: mine.last?.dayText ?? "", retentionDays: configuration.retentionDays(for: v)))
         }
-        let total = RetentionPlan.sum(all.map(\.storeBytes))
+        let total = all.map(\.storeBytes).saturatingSum()
         // Daily growth: the average full day (before today) when there is one, else today so far
         // extrapolated to a whole day.
-        let past = Dictionary(grouping: daily.filter { $0.day < today }, by: \.day).mapValues { RetentionPlan.sum($0.map(\.bytes)) }
+        let past = Dictionary(grouping: daily.filter { $0.day < today }, by: \.day).mapValues { $0.map(\.bytes).saturatingSum() }
         var perDay: Double = 0
         if !past.isEmpty {
-            perDay = Double(RetentionPlan.sum(Array(past.values))) / Double(past.count)
+            perDay = Double(past.values.saturatingSum()) / Double(past.count)
         } else {
-            let todayBytes = RetentionPlan.sum(daily.filter { $0.day == today }.map(\.bytes))
+            let todayBytes = daily.filter { $0.day == today }.map(\.bytes).saturatingSum()
             let elapsed = Double(Self.now() % 86_400_000) / 86_400_000
             perDay = elapsed > 0.01 ? Double(todayBytes) / elapsed : 0
         }

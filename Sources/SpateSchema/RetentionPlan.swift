@@ -76,14 +76,6 @@ public struct RetentionPlan: Sendable, Hashable {
         remainingBytes = Int64(clamping: total)
     }
 
-    /// The sum of sizes or counts (each ≥ 0), stopping at Int64.max instead of trapping.
-    public static func sum(_ values: [Int64]) -> Int64 {
-        values.reduce(Int64(0)) { s, v in
-            let (r, overflow) = s.addingReportingOverflow(v)
-            return overflow ? .max : r
-        }
-    }
-
     /// Parses `<prefix>-<view>-YYYY.MM.DD` for the known views; nil for anything else.
     public static func parse(_ name: String, prefix: String, views: [String]) -> (view: String, day: Int64)? {
         for v in views.sorted(by: { $0.count > $1.count }) {

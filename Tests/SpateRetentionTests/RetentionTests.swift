@@ -48,7 +48,7 @@ struct RetentionPlanTests {
         let indices = (0..<3).map { k in
             DailyIndex(name: "spate-app_1m-\(k)", view: "app_1m", day: today - 2 + Int64(k), bytes: big, documents: big)
         }
-        #expect(RetentionPlan.sum(indices.map(\.bytes)) == .max)
+        #expect(indices.map(\.bytes).saturatingSum() == .max)
         let plan = RetentionPlan(indices: indices, maxAgeDays: ["app_1m": 10], bucketMs: ["app_1m": 60_000], today: today, maxTotalBytes: big)
         #expect(plan.deletions.map(\.index.day) == [today - 2, today - 1])
         #expect(plan.remainingBytes == big)
