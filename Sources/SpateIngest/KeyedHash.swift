@@ -39,14 +39,4 @@ enum KeyedHash {
         if i < n { h = mix(h, StableHash.littleEndianWord(raw, from: i, count: n - i)) }
         return h
     }
-
-    /// `hash` of a string of at most 16 bytes given as its two words (zero-padded): the same
-    /// value, from the words alone.
-    @inline(__always)
-    static func hash(length n: Int, _ w0: UInt64, _ w1: UInt64) -> UInt64 {
-        var h = mix(0, UInt64(n))
-        if n > 0 { h = mix(h, w0) }
-        if n > 8 { h = mix(h, w1) }
-        return h
-    }
 }

@@ -161,13 +161,9 @@ public final class StringInterner {
         return longest
     }
 
-    /// The slot hash of string `id` (`slotHash` of its bytes), from its entry.
-    private func slotHash(_ id: Int) -> UInt64 {
-        let e = entries[id]
-        if e.length <= Self.inlineBytes { return KeyedHash.hash(length: e.length, e.word0, e.word1) }
-        let offset = Int(e.word0)
-        return storage.withUnsafeBufferPointer { KeyedHash.hash(UnsafeBufferPointer(rebasing: $0[offset..<offset + e.length])) }
-    }
+    /// The slot hash of string `id` (`slotHash` of its bytes), for a table rebuilt from the
+    /// entries.
+    private func slotHash(_ id: Int) -> UInt64 { withUTF8(UInt32(id)) { Self.slotHash($0) } }
 
     /// Calls `body` with string `id`'s UTF-8 bytes.
     public func withUTF8<R>(_ id: UInt32, _ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {

@@ -83,14 +83,16 @@ struct Drain: ParsableCommand {
         for _ in 0..<workers { done.wait() }
         let end = ContinuousClock.now
         guard let start = firstAt.withLock({ $0 }) else { throw ValidationError("no records consumed") }
-        let d = end - start
-        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        func secondsSince(_ t: ContinuousClock.Instant) -> Double {
+            let d = end - t
+            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        }
+        let seconds = secondsSince(start)
         let n = total.load(ordering: .relaxed)
         print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
         let started = starts.withLock { $0 }
         if started.count == workers, let last = started.max(by: { $0.at < $1.at }) {
-            let d = end - last.at
-            let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            let seconds = secondsSince(last.at)
             print(String(format: "drain-all: %.0f records/s (%llu records in %.2f s, from the last consumer's first record)", Double(n - last.total) / seconds, n - last.total, seconds))
         }
         let (messages, partitionRuns) = runs.withLock { $0 }
