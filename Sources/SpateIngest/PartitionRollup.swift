@@ -94,11 +94,9 @@ public final class PartitionRollup {
     private let needsSubscriber: Bool
     /// The subscriber's position among a record's interned strings (-1: not interned).
     private let subscriberSlot: Int
-    /// The bucket mapping of every RTT sketch (they share the default accuracy).
-    static let rttMapping = QuantileSketch()
-    /// The highest RTT sketch bucket a record can reach (`rtt_us` is 32 bits): a snapshot's
-    /// sketch beyond it did not come from records.
-    static let maxRTTBucket = rttMapping.bucket(of: Double(UInt32.max)) ?? 0
+    /// An empty RTT sketch: the bucket mapping every RTT sketch shares (`QuantileSketch.rttAccuracy`),
+    /// and what each new one starts as.
+    static let rttMapping = QuantileSketch(relativeAccuracy: QuantileSketch.rttAccuracy)
 
     public init(
         partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner = StringInterner(),

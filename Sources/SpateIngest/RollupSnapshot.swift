@@ -207,10 +207,9 @@ enum RollupSnapshotCodec {
                         b.setSubscriberSketch(i, h)
                     }
                     if b.trackRTT {
-                        guard let q = QuantileSketch(serialized: try nextBytes("RTT sketch")),
-                            q.relativeAccuracy == PartitionRollup.rttMapping.relativeAccuracy,
-                            q.occupiedBuckets.map({ $0.upperBound <= PartitionRollup.maxRTTBucket }) ?? true
-                        else { throw SnapshotError("snapshot RTT sketch is malformed") }
+                        guard let q = QuantileSketch(rttSerialized: try nextBytes("RTT sketch")) else {
+                            throw SnapshotError("snapshot RTT sketch is malformed")
+                        }
                         b.rttSketches[i] = q
                     }
                 }

@@ -201,3 +201,23 @@ public struct QuantileSketch: Sendable, Hashable {
 
     public var memoryBytes: Int { counts.count * 8 + 48 }
 }
+
+extension QuantileSketch {
+    /// The accuracy of every RTT sketch Spate writes (the rollup's and the documents').
+    public static let rttAccuracy = 0.01
+
+    /// The highest bucket an RTT reaches at `rttAccuracy`: `rtt_us` is 32 bits.
+    public static let maxRTTBucket = QuantileSketch(relativeAccuracy: rttAccuracy).bucket(of: Double(UInt32.max)) ?? 0
+
+    /// An RTT sketch read from outside (a stored document, a snapshot, a peer's answer): nil
+    /// unless it parses (`init(serialized:)`), has `rttAccuracy`, and occupies no bucket above
+    /// `maxRTTBucket`. A sketch that merely parses can name any accuracy down to 0.0001 and
+    /// buckets millions apart, and merging two such sketches fills the gap between them: 28 MB
+    /// from 17 bytes. Valid RTT sketches span at most `maxRTTBucket + 1` buckets (~9 KB).
+    public init?(rttSerialized bytes: [UInt8]) {
+        guard let q = QuantileSketch(serialized: bytes), q.relativeAccuracy == Self.rttAccuracy,
+            q.occupiedBuckets.map({ $0.upperBound <= Self.maxRTTBucket }) ?? true
+        else { return nil }
+        self = q
+    }
+}

@@ -121,7 +121,7 @@ enum OpenBucketsCall {
                     slot.subscribers = sketch
                 }
                 if let q = s["rtt"]?.stringValue {
-                    guard let bytes = Base64.decode(q), let sketch = QuantileSketch(serialized: bytes) else { throw badAnswer("rtt") }
+                    guard let bytes = Base64.decode(q), let sketch = QuantileSketch(rttSerialized: bytes) else { throw badAnswer("rtt") }
                     slot.rtt = sketch
                 }
                 slots[start] = slot

@@ -475,7 +475,7 @@ public final class IncrementalExecutor: Sendable {
                 guard let h = HyperLogLog(serialized: bytes) else { return }
                 part = .subscribers(h, documents: 1)
             } else {
-                guard let q = QuantileSketch(serialized: bytes) else { return }
+                guard let q = QuantileSketch(rttSerialized: bytes) else { return }
                 part = .rtt(q, documents: 1)
             }
             if var have = out[slot] {

@@ -127,7 +127,7 @@ public struct QueryExecutor: Sendable {
         case .rttQuantiles(let qs):
             var merged: QuantileSketch?
             result.documents = try await scanSketches(plan, field: "rtt_sketch") { bytes in
-                guard let s = QuantileSketch(serialized: bytes) else { return }
+                guard let s = QuantileSketch(rttSerialized: bytes) else { return }
                 if merged == nil {
                     merged = s
                 } else if merged?.relativeAccuracy == s.relativeAccuracy {

@@ -35,14 +35,17 @@ public enum CheckpointDocument {
     }
 
     /// The resume state a stored `_source` holds.
-    /// - Throws: `DecodingError` when a field is missing, negative, or out of order
-    ///   (resume after horizon).
+    /// - Throws: `DecodingError` when a field is missing, negative, the largest Int64, or out of
+    ///   order (resume after horizon).
     public static func resume(from source: JSONValue) throws -> ResumeState {
         func field(_ name: String) throws -> Int64 {
             guard let v = source[name]?.int64Value else {
                 throw DecodingError(message: "checkpoint field \(name) is missing or not an integer")
             }
             guard v >= 0 else { throw DecodingError(message: "checkpoint field \(name) is negative (\(v))") }
+            // Offsets are versions plus one (`horizon_offset + 1` is the checkpoint's own): the
+            // largest Int64 is no offset a partition reaches, and would overflow that.
+            guard v < Int64.max else { throw DecodingError(message: "checkpoint field \(name) is out of range (\(v))") }
             return v
         }
         let offset = try field("resume_offset")

@@ -99,11 +99,46 @@ struct StoreAnswerTests {
         #expect(full.quantile(0.5).map { abs($0 - 100) < 2 } == true)
     }
 
+    @Test("an RTT sketch from outside must have the rollup's accuracy and buckets a 32-bit RTT reaches")
+    func rttSketches() throws {
+        func sketch(accuracy: UInt16, offset: Int64, counts: [UInt64]) -> [UInt8] {
+            var b: [UInt8] = [1, UInt8(accuracy >> 8), UInt8(accuracy & 0xFF)]
+            Varint.append(0, to: &b)
+            Varint.append(UInt64(bitPattern: offset << 1 ^ offset >> 63), to: &b)
+            Varint.append(UInt64(counts.count), to: &b)
+            for c in counts { Varint.append(c, to: &b) }
+            return b
+        }
+        // Two sketches at accuracy 0.0001, one at bucket 0 and one at the highest bucket that
+        // accuracy allows: each parses, and merging them filled 28 MB of zero counts.
+        let fine = QuantileSketch(relativeAccuracy: 0.0001)
+        let far = Int64(fine.bucketLimit.upperBound)
+        let a = sketch(accuracy: 1, offset: 0, counts: [1])
+        let b = sketch(accuracy: 1, offset: far, counts: [1])
+        var merged = try #require(QuantileSketch(serialized: a))
+        merged.merge(try #require(QuantileSketch(serialized: b)))
+        #expect(merged.occupiedBuckets == 0...Int(far))
+        #expect(QuantileSketch(rttSerialized: a) == nil && QuantileSketch(rttSerialized: b) == nil)
+        // The rollup's accuracy, but a bucket above the largest RTT (2^32 − 1 µs).
+        let top = QuantileSketch.maxRTTBucket
+        #expect(top > 1_000 && top < 1_200, "\(top)")
+        #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: Int64(top) + 1, counts: [1])) == nil)
+        #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: Int64(top), counts: [1])) != nil)
+        // What the rollup writes reads back whole.
+        var rtt = QuantileSketch(relativeAccuracy: QuantileSketch.rttAccuracy)
+        for v in [0.0, 1, 250, 4_000, Double(UInt32.max)] { rtt.add(v) }
+        let back = try #require(QuantileSketch(rttSerialized: rtt.serialized()))
+        #expect(back.count == 5 && back.zeroCount == 1 && back.occupiedBuckets == rtt.occupiedBuckets)
+        #expect([0.25, 0.5, 1].map { back.quantile($0) } == [0.25, 0.5, 1].map { rtt.quantile($0) })
+    }
+
     @Test("a checkpoint with negative or inconsistent fields is an error")
     func checkpoints() throws {
         let good = ResumeState(offset: 10, maxEventTs: 1_700_000_000_000, horizonOffset: 20, horizonMaxEventTs: 1_700_000_060_000)
         let source = CheckpointDocument.source(group: "g", topic: "t", partition: 3, resume: good, node: "n", writtenAtMs: 1)
         #expect(try CheckpointDocument.resume(from: source) == good)
+        let last = ResumeState(offset: .max - 1, maxEventTs: 1, horizonOffset: .max - 1, horizonMaxEventTs: 1)
+        #expect(try CheckpointDocument.resume(from: CheckpointDocument.source(group: "g", topic: "t", partition: 3, resume: last, node: "n", writtenAtMs: 1)) == last)
         func with(_ key: String, _ value: JSONValue) -> JSONValue {
             guard case .object(var o) = source else { return source }
             o[key] = value
@@ -112,6 +147,8 @@ struct StoreAnswerTests {
         for (key, value) in [
             ("resume_max_event_ts", JSONValue.integer(-1)), ("resume_offset", .integer(-5)), ("horizon_offset", .integer(3)),
             ("horizon_max_event_ts", .double(1e30)), ("resume_offset", .string("x")), ("horizon_max_event_ts", .null),
+            // The checkpoint's version is its horizon + 1: the largest Int64 trapped the writer.
+            ("horizon_offset", .integer(.max)),
         ] {
             #expect(throws: CheckpointDocument.DecodingError.self, "\(key) = \(value)") {
                 _ = try CheckpointDocument.resume(from: with(key, value))
