@@ -94,9 +94,14 @@ let package = Package(
         .executableTarget(
             name: "spate",
             dependencies: [
-                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SpateClient", "SpateWire", "SpateModel", "SpateJSON", "SpateYAML", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            swiftSettings: strict),
+        // YAML from files (configuration, dashboards) with anchors, aliases and huge documents refused.
+        .target(
+            name: "SpateYAML",
+            dependencies: [.product(name: "Yams", package: "Yams")],
             swiftSettings: strict),
         .target(
             name: "SpateIngest",
@@ -111,7 +116,7 @@ let package = Package(
         .target(
             name: "SpateNode",
             dependencies: [
-                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer", "SpateClient",
+                "SpateIngest", "SpateSchema", "SpateKafka", "SpateElastic", "SpateCodec", "SpateModel", "SpateJSON", "SpateWire", "SpateQuery", "SpateServer", "SpateClient", "SpateYAML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"), .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import Foundation
+import SpateYAML
 import Yams
 
 /// A configuration document as a tree of strings, read from YAML, with environment overrides
@@ -24,8 +25,8 @@ final class ConfigTree {
             return
         }
         let composed: Yams.Node?
-        do { composed = try Yams.compose(yaml: yaml) } catch {
-            throw ConfigurationError("(file)", "not valid YAML: \(error)")
+        do { composed = try BoundedYAML.compose(yaml) } catch {
+            throw ConfigurationError("(file)", "\(error)")
         }
         guard let composed else {
             root = .map([])

@@ -1,4 +1,5 @@
 import Foundation
+import SpateYAML
 public import SpateElastic
 import SpateKafka
 public import SpateModel
@@ -167,9 +168,7 @@ extension NodeConfiguration {
     public static func load(path: String?, environment: [String: String], kafkaOverrides: [String: String] = [:]) throws -> NodeConfiguration {
         var text = ""
         if let path {
-            do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-                throw ConfigurationError("--config", "cannot read \(path): \(error.localizedDescription)")
-            }
+            do { text = try BoundedYAML.read(path: path) } catch { throw ConfigurationError("--config", "\(error)") }
         }
         let tree = try ConfigTree(yaml: text)
         try checkEnvironmentNames(environment)

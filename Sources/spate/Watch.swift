@@ -4,6 +4,7 @@ import SpateClient
 import SpateJSON
 import SpateModel
 import SpateWire
+import SpateYAML
 import Yams
 
 /// One panel of a dashboard.
@@ -31,7 +32,8 @@ struct Dashboard: Sendable {
     /// ```
     static func load(path: String) throws -> Dashboard {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch { throw ValidationError("--dashboard: cannot read \(path): \(error.localizedDescription)") }
+        do { text = try BoundedYAML.read(path: path) } catch { throw ValidationError("--dashboard: \(error)") }
+        do { _ = try BoundedYAML.compose(text) } catch { throw ValidationError("--dashboard: \(path): \(error)") }
         guard let root = try? Yams.load(yaml: text) as? [String: Any] else { throw ValidationError("--dashboard: \(path) is not a YAML mapping") }
         func duration(_ v: Any?, _ key: String, _ d: UInt64, max: UInt64 = TimeParsing.maxDurationMs) throws -> UInt64 {
             guard let v else { return d }

@@ -25,6 +25,19 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("a configuration that expands without bound (nested YAML aliases) or is over 1 MiB is refused before any key is read")
+    func yamlBombs() {
+        // 24 levels of aN: &aN [*aN-1, *aN-1] took gigabytes before "x0: unknown key" was reached.
+        var bomb = "node: {id: a}\nx0: &a0 [\"\(String(repeating: "x", count: 40))\"]\n"
+        for n in 1..<24 { bomb += "x\(n): &a\(n) [*a\(n - 1), *a\(n - 1)]\n" }
+        let e = Self.failure(bomb)
+        #expect(e?.key == "(file)" && "\(e.map { "\($0)" } ?? "")".contains("more than 100000 YAML nodes"), "\(String(describing: e))")
+        let huge = Self.failure("node: {id: a}\n# " + String(repeating: "x", count: 2 << 20) + "\n")
+        #expect(huge?.key == "--config" && "\(huge.map { "\($0)" } ?? "")".contains("larger than 1048576 bytes"), "\(String(describing: huge))")
+        // A small alias is expanded and read like the text it repeats.
+        #expect((try? Self.load("node: {id: &n alpha}\nkafka: {group: *n}\n"))?.kafka.group == "alpha")
+    }
+
     @Test(
         "invalid settings name the key and the reason",
         arguments: [

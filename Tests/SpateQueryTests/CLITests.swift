@@ -56,6 +56,27 @@ struct CLIInputTests {
         #expect(!run.output.contains("Fatal error") && !run.output.contains("backtrace"), "\(run.output)")
     }
 
+    @Test("a dashboard that expands without bound (nested YAML aliases), a huge one, or not a file: exit 2 at once")
+    func dashboardBombs() throws {
+        let dir = NSTemporaryDirectory() + "/spate-dash-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // 30 levels of aN: &aN [*aN-1, *aN-1]: 1 KB of text, 2^30 nodes once expanded.
+        var bomb = "a0: &a0 [\"\(String(repeating: "x", count: 40))\"]\n"
+        for n in 1..<30 { bomb += "a\(n): &a\(n) [*a\(n - 1), *a\(n - 1)]\n" }
+        bomb += "title: *a29\nwidgets:\n  - {title: T, totals: {}, range: 15m}\n"
+        let huge = "title: T\nwidgets:\n  - {title: T, totals: {}, range: 15m}\n# " + String(repeating: "x", count: 2 << 20) + "\n"
+        for (name, text, mention) in [("bomb", bomb, "more than 100000 YAML nodes"), ("huge", huge, "larger than 1048576 bytes")] {
+            try text.write(toFile: "\(dir)/\(name).yaml", atomically: true, encoding: .utf8)
+            let started = ContinuousClock.now
+            let run = try runSpate(["watch", "--dashboard", "\(dir)/\(name).yaml", "--once"] + Self.nowhere, limit: .seconds(60))
+            #expect(run.status == 2 && run.output.contains(mention), "\(name): \(run.output)")
+            #expect(ContinuousClock.now - started < .seconds(20), "\(name) took \(ContinuousClock.now - started)")
+        }
+        let device = try runSpate(["watch", "--dashboard", "/dev/zero", "--once"] + Self.nowhere, limit: .seconds(60))
+        #expect(device.status == 2 && device.output.contains("not a regular file"), "\(device.output)")
+    }
+
     @Test("the help text states the exit codes the CLI uses")
     func helpStatesExitCodes() throws {
         let help = try runSpate(["--help"])
