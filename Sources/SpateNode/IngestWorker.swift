@@ -67,6 +67,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
     private var localMessages: UInt64 = 0
     private var lastOpenBytes = 0
     private let recordLimits: RecordLimits
+    private let backpressure: Backpressure
     /// This worker's share of `ingest.snapshot_max_rate`.
     private var snapshotBudget: SnapshotBudget
 
@@ -84,6 +85,9 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         l[metadataKey: "worker"] = .stringConvertible(index)
         self.logger = l
         recordLimits = configuration.ingest.recordLimits
+        backpressure = Backpressure(
+            maxPendingDocuments: configuration.ingest.maxPendingDocuments, maxPendingBytes: configuration.ingest.maxPendingBytes,
+            maxMemory: configuration.ingest.maxMemory)
         nextDue = configuration.views.map { .now + .milliseconds(Int64($0.flushIntervalMs)) }
         snapshotBudget = SnapshotBudget(rate: configuration.ingest.snapshotMaxRate, workers: configuration.node.workers, now: .now)
     }
@@ -337,23 +341,16 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
         }
     }
 
-    /// Pauses on what waiting can reclaim — documents and bytes in flight to the store, a
-    /// stalled flush, resident memory while flushes are pending — and resumes when those are
-    /// back under their low-water marks. Open rollup state is not in the condition: it shrinks
-    /// only when records advance the watermark, so pausing for it would never end.
+    /// Pauses or resumes this worker's partitions as `Backpressure` says.
     private func applyBackpressure() {
         let docs = counters.pendingDocuments.load(ordering: .relaxed)
         let bytes = counters.pendingBytes.load(ordering: .relaxed)
-        let rss = Int64(counters.residentBytes.load(ordering: .relaxed))
-        let nothingPending = docs == 0 && bytes == 0
-        let memoryHigh = rss > configuration.ingest.maxMemory * 85 / 100 && !nothingPending
+        let rss = counters.residentBytes.load(ordering: .relaxed)
         let now = ContinuousClock.now
         let stalled = slots.values.contains { $0.inFlight.map { now - $0.created > configuration.ingest.storeStallTimeout } ?? false }
-        let over = docs > configuration.ingest.maxPendingDocuments || Int64(bytes) > configuration.ingest.maxPendingBytes || memoryHigh || stalled
-        let under = docs < configuration.ingest.maxPendingDocuments / 2 && Int64(bytes) < configuration.ingest.maxPendingBytes / 2
-            && (rss < configuration.ingest.maxMemory * 70 / 100 || nothingPending) && !stalled
+        let action = backpressure.action(paused: paused, documents: docs, bytes: bytes, residentBytes: rss, stalled: stalled)
         let owned = slots.keys.map { KafkaTopicPartition(topic: configuration.kafka.topic, partition: $0) }
-        if over && !paused && !owned.isEmpty {
+        if action == .pause && !owned.isEmpty {
             do {
                 try consumer.pause(owned)
                 paused = true
@@ -361,7 +358,7 @@ final class IngestWorker: KafkaRebalanceListener, @unchecked Sendable {
                 let why = stalled ? "a flush unacknowledged for over \(configuration.ingest.storeStallTimeout)" : "\(docs) documents, \(bytes) bytes pending, resident \(rss) bytes"
                 logger.warning("store is behind (\(why)): pausing \(owned.count) partitions")
             } catch { logger.error("pause failed: \(error)") }
-        } else if paused && under {
+        } else if action == .resume {
             do {
                 try consumer.resume(owned)
                 paused = false
