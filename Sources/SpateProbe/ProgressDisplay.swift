@@ -1,4 +1,5 @@
 import Foundation
+import SpateModel
 
 /// Shows a run's progress on stderr: one redrawn line on a terminal, a plain line every few
 /// seconds otherwise, nothing with `--quiet`.
@@ -57,7 +58,7 @@ final class ProgressDisplay {
         } else if let duration, !final {
             eta = " eta " + clockText(max(0, seconds(duration) - elapsed))
         }
-        var line = "\(human(acked)) acked / \(human(sent)) sent  \(human(UInt64(rate)))/s  \(String(format: "%.1f", mbps)) MB/s  "
+        var line = "\(human(acked)) acked / \(human(sent)) sent  \(human(UInt64(clamping: rate)))/s  \(String(format: "%.1f", mbps)) MB/s  "
             + clockText(elapsed) + eta
         if failed > 0 { line += "  failed msgs \(failed)" }
         if brokerErrors > 0 { line += "  broker errors \(brokerErrors)" }
@@ -74,8 +75,11 @@ final class ProgressDisplay {
         Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
+    /// `s` seconds as m:ss or h:mm:ss; "∞" from 10^9 s (31 years) on, where a `--count` near
+    /// 2^64 puts the estimate (`Int(s)` trapped above Int.max).
     private func clockText(_ s: Double) -> String {
-        let t = Int(s.rounded())
+        guard s < 1e9 else { return "∞" }
+        let t = Int(max(0, s).rounded())
         return t >= 3600 ? String(format: "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60) : String(format: "%d:%02d", t / 60, t % 60)
     }
 

@@ -63,7 +63,7 @@ struct SpateProbeCommand: ParsableCommand {
     var manifest: String?
     @Option(help: "Compression: none, gzip, snappy, lz4, zstd.")
     var compression: String = "lz4"
-    @Option(help: "Share of messages replaced by malformed ones (0 ≤ f < 1).")
+    @Option(help: "Share of messages replaced by malformed ones (0 ≤ f ≤ 0.99: --count records still arrive).")
     var malformed: Double = 0
     @Option(name: .customShort("X"), help: ArgumentHelp("librdkafka property key=value (repeatable).", valueName: "key=value"))
     var properties: [String] = []
@@ -90,7 +90,7 @@ struct SpateProbeCommand: ParsableCommand {
         guard ["none", "gzip", "snappy", "lz4", "zstd"].contains(compression) else {
             throw ValidationError("--compression must be none, gzip, snappy, lz4 or zstd, got '\(compression)'")
         }
-        guard malformed >= 0, malformed < 1 else { throw ValidationError("--malformed must be in [0, 1), got \(malformed)") }
+        guard malformed >= 0, malformed <= 0.99 else { throw ValidationError("--malformed must be in [0, 0.99], got \(malformed)") }
         guard TimeParsing.instantMs(start, nowMs: UInt64(Date().timeIntervalSince1970 * 1000)) != nil else {
             throw ValidationError("--start: cannot read '\(start)' (use now, now-5d, 2026-11-20T00:00:00Z or Unix ms)")
         }

@@ -112,13 +112,31 @@ struct ProbeTests {
 
     @Test("configuration errors name the flag", arguments: [
         (["--rate", "-5"], "--rate"), (["--batch", "0"], "--batch"), (["--compression", "brotli"], "--compression"),
-        (["--malformed", "1.5"], "--malformed"), (["--start", "yesterday-ish"], "--start"), (["-X", "novalue"], "-X"),
+        (["--malformed", "1.5"], "--malformed"), (["--malformed", "0.9999999999999999"], "--malformed"), (["--start", "yesterday-ish"], "--start"), (["-X", "novalue"], "-X"),
         (["--duration", "10 parsecs"], "--duration"), (["--count", "5", "--duration", "5s"], "--count"),
     ])
     func badFlags(arguments: [String], flag: String) throws {
         let run = try runProbe(["--bootstrap", "127.0.0.1:1"] + arguments, logName: "probe-flags")
         #expect(run.status == 2, "\(run.output)")
         #expect(run.output.contains(flag), "\(run.output)")
+    }
+
+    @Test("a --count near 2^64 shows an endless ETA in the progress line instead of trapping")
+    func hugeCountProgress() throws {
+        // librdkafka's mock cluster acknowledges the messages, so progress lines with an ETA are
+        // drawn: (2^64 − 1 − sent) / rate seconds trapped in Int(_:).
+        let log = NSTemporaryDirectory() + "/\(uniqueName("probe-eta")).log"
+        defer { unlink(log) }
+        let child = try ChildProcess(
+            try Binaries.path("spate-probe"),
+            ["--bootstrap", "127.0.0.1:1", "-X", "test.mock.num.brokers=1", "--rate", "1", "--batch", "1", "--count", "18446744073709551615"],
+            logPath: log)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !child.output.contains(" eta ") && ContinuousClock.now < deadline && child.wait(timeout: .milliseconds(200)) == nil {}
+        child.signal(SIGINT)
+        let status = child.wait(timeout: .seconds(30))
+        #expect(child.output.contains(" eta ∞"), "\(child.output)")
+        #expect(status == 0 || status == 130, "exit \(status.map(String.init) ?? "none"): \(child.output)")
     }
 
     @Test("an unknown librdkafka property is invalid input: exit 2 with its name")
