@@ -8,12 +8,26 @@ import Synchronization
 /// The Prometheus endpoint: `GET /metrics` answers the text exposition format (version 0.0.4),
 /// `GET /healthz` answers `ok`; anything else 404 (405 for other methods). Plain HTTP/1.1 on
 /// `metrics.listen` (loopback unless configured otherwise).
+///
+/// Bounded for a listener someone hostile can reach: at most `maxConnections` at once (more are
+/// closed as they arrive), a connection idle for `idleTimeout` is closed, and so is one that
+/// stops reading its answers (pipelined requests whose responses pile up past
+/// `maxPendingBytes` unsent: each scrape is tens of KB, and nothing else bounded them).
 final class MetricsServer: Service, Sendable {
+    /// Connections served at once.
+    static let maxConnections = 64
+    /// A connection with nothing received or sent for this long is closed.
+    static let idleTimeout = TimeAmount.minutes(5)
+    /// Response bytes a connection may leave unsent before it is closed.
+    static let maxPendingBytes = 1 << 20
+
     private let listen: String
     private let metrics: NodeMetrics
     private let logger: Logger
     private let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     private let bound = Mutex<(any Channel)?>(nil)
+    /// Connections open now.
+    private let open = ConnectionCount()
 
     init(listen: String, metrics: NodeMetrics, logger: Logger) {
         self.listen = listen
@@ -24,10 +38,20 @@ final class MetricsServer: Service, Sendable {
     func run() async throws {
         let (host, port) = try ConfigValue.listenAddress(listen, key: "metrics.listen")
         let metrics = self.metrics
+        let open = self.open
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(
+                ChannelOptions.writeBufferWaterMark, value: .init(low: Self.maxPendingBytes / 2, high: Self.maxPendingBytes))
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                guard open.value.add(1, ordering: .relaxed).newValue <= Self.maxConnections else {
+                    open.value.subtract(1, ordering: .relaxed)
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }
+                return channel.pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout)).flatMap {
+                    channel.pipeline.configureHTTPServerPipeline()
+                }.flatMap {
                     channel.pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
                 }
             }
@@ -47,6 +71,11 @@ final class MetricsServer: Service, Sendable {
     }
 }
 
+/// A count shared by the listener's connections.
+private final class ConnectionCount: Sendable {
+    let value = Atomic<Int>(0)
+}
+
 private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -54,8 +83,27 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
     private let metrics: NodeMetrics
     init(metrics: NodeMetrics) { self.metrics = metrics }
 
+    /// Idle for `MetricsServer.idleTimeout`: closed.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    /// Answers pile up unsent past `MetricsServer.maxPendingBytes`: the client is not reading.
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if !context.channel.isWritable { context.close(promise: nil) }
+        context.fireChannelWritabilityChanged()
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let request) = unwrapInboundIn(data) else { return }
+        guard context.channel.isWritable else {
+            context.close(promise: nil)
+            return
+        }
         let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
         let (status, type, body): (HTTPResponseStatus, String, [UInt8])
         switch (request.method, path) {

@@ -113,6 +113,33 @@ struct ClusterTests {
             #expect(samples.keys.contains { $0.hasPrefix("spate_partition_lag_records{partition=") })
             let missing = try Shell.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(port)/nope"])
             #expect(missing.output.hasSuffix("404"))
+
+            // A client that pipelines scrapes and never reads the answers is closed once 1 MiB
+            // of them waits unsent; before, every answer (tens of KB) stayed in the node.
+            let before = ChildProcess.residentBytes(pid: node.pid) ?? 0
+            let flood = try RawConnection(port: port)
+            let request = Array("GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n".utf8)
+            for _ in 0..<200 { try? flood.send(Array(repeating: request, count: 100).flatMap { $0 }) }
+            try await Task.sleep(for: .seconds(2))
+            let grown = (ChildProcess.residentBytes(pid: node.pid) ?? 0) - before
+            let answered = try flood.readUntilClosed(timeout: .seconds(30))
+            #expect(flood.closedByPeer, "\(answered.count) bytes answered, connection still open")
+            #expect(grown < 64 << 20, "the node grew by \(grown) bytes")
+
+            // At most 64 connections at once: the next ones are closed as they arrive.
+            var held: [RawConnection] = []
+            for _ in 0..<70 { held.append(try RawConnection(port: port)) }
+            var served = 0
+            for c in held {
+                try? c.send(Array("GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n".utf8))
+                if let head = try? c.read(count: 12, timeout: .seconds(5)), head == Array("HTTP/1.1 200".utf8) { served += 1 }
+            }
+            #expect(served == 64)
+            for c in held { c.close() }
+            held.removeAll()
+            try await Task.sleep(for: .milliseconds(500))
+            let again = try Shell.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "http://127.0.0.1:\(port)/healthz"])
+            #expect(again.output.hasSuffix("200"), "\(again.output)")
             _ = node
         }
     }
