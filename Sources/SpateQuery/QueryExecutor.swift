@@ -176,6 +176,13 @@ public struct QueryExecutor: Sendable {
             let total = r["hits"]?["total"]?["value"]?.int64Value ?? 0
             let hits = r["hits"]?["hits"]?.arrayValue ?? []
             if total > Int64(hits.count) {
+                // A store returns min(total, size) hits. One that claims more while returning
+                // less was split toward single buckets: RESOURCE_EXHAUSTED ("narrow the
+                // filters") after a search per halving, or, lying only about slices wider than a
+                // bucket, two searches per bucket of the range (millions for a long one).
+                guard hits.count >= page else {
+                    throw RPCError(.internal, "store: \(hits.count) hits for a total of \(total) in a page of \(page)")
+                }
                 let bucket = plan.view.bucketMs
                 guard e - s > bucket else {
                     throw RPCError(.resourceExhausted, "more than \(page) documents in one \(bucket / 1000) s bucket; narrow the filters")

@@ -129,9 +129,13 @@ public final class CountingProxy: @unchecked Sendable {
     private let statsFile: String
     public let url: String
 
-    /// - Parameter catIndices: a file whose contents, when not empty, answer `GET /_cat/indices`.
+    /// - Parameters:
+    ///   - catIndices: a file whose contents, when not empty, answer `GET /_cat/indices`.
+    ///   - searchTotal: a file whose integer, when not empty, replaces every `_search` answer's
+    ///     `hits.total.value`.
     public init(
-        upstream: String, directory: String, item429: Double = 0, request503: Double = 0, deleteDelay: Double = 0, catIndices: String? = nil
+        upstream: String, directory: String, item429: Double = 0, request503: Double = 0, deleteDelay: Double = 0, catIndices: String? = nil,
+        searchTotal: String? = nil
     ) throws {
         let portFile = directory + "/counting-proxy.port"
         statsFile = portFile + ".stats"
@@ -139,7 +143,7 @@ public final class CountingProxy: @unchecked Sendable {
             "/usr/bin/env",
             ["python3", Repository.root + "/Tests/Tools/fault-proxy.py", "--upstream", upstream, "--port-file", portFile,
              "--item-429", String(item429), "--request-503", String(request503), "--delete-delay", String(deleteDelay)]
-                + (catIndices.map { ["--cat-indices", $0] } ?? []),
+                + (catIndices.map { ["--cat-indices", $0] } ?? []) + (searchTotal.map { ["--search-total", $0] } ?? []),
             logPath: directory + "/counting-proxy.log")
         var port = ""
         for _ in 0..<200 where port.isEmpty {

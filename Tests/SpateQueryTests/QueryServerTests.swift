@@ -47,6 +47,28 @@ struct QueryServerAbuseTests {
         }
     }
 
+    @Test("a store claiming more hits than it returns: the sketch query fails INTERNAL at once instead of splitting its range")
+    func searchTotalsBeyondHits() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "abuse-total") { bed in
+            bed.views = NodeTestBed.applicationViews
+            let claim = bed.directory + "/search-total"
+            try "".write(toFile: claim, atomically: true, encoding: .utf8)
+            let proxy = try CountingProxy(upstream: bed.services.elasticURL, directory: bed.directory, searchTotal: claim)
+            defer { proxy.stop() }
+            let (_, address) = try await startQueryNode(bed, elasticURL: proxy.url)
+            _ = try bed.runProbe(["--probes", "2", "--subscribers", "100", "--start", "now-10m", "--speedup", "20", "--count", "5000", "--rate", "0"])
+            let client = try await SpateClient.connect(try ClientConfiguration(address: address))
+            let query = Query(range: .last(ms: 86_400_000), kind: .rttQuantiles([0.5]))
+            try "1000000000".write(toFile: claim, atomically: true, encoding: .utf8)
+            let before = proxy.searches
+            let e = await #expect(throws: RPCError.self) { _ = try await client.query(query, timeout: .seconds(30)) }
+            #expect(e?.code == .internal, "\(String(describing: e))")
+            // It was split: a search per halving down to one bucket, then RESOURCE_EXHAUSTED.
+            #expect(proxy.searches - before <= 4, "\(proxy.searches - before) searches")
+            await client.close()
+        }
+    }
+
     @Test("a missing or wrong token is UNAUTHENTICATED; the right one works")
     func token() async throws {
         try await NodeTestBed.with(services: try TestServices.shared(), name: "abuse-token") { bed in

@@ -11,6 +11,8 @@ produces under load, for Spate's ingest tests:
     documents 413 (request too large), "none" (or no file) forwards;
   * with --cat-indices FILE, GET /_cat/indices is answered with FILE's contents when it is not
     empty (a store answering sizes no store has).
+  * with --search-total FILE, every _search answer's hits.total.value is replaced by the
+    integer in FILE when it is not empty (a store claiming more hits than it returns).
 
 Usage: fault-proxy.py --upstream http://127.0.0.1:9200 --port-file FILE
                       [--item-429 0.2] [--request-503 0.1] [--seed 1]
@@ -98,6 +100,17 @@ class Proxy(BaseHTTPRequestHandler):
                 stats["searches"] += 1
                 save_stats()
         status, data, ctype = self.forward(method, body)
+        if self.path.split("?")[0].endswith("/_search") and args.search_total and status == 200:
+            try:
+                with open(args.search_total) as f:
+                    claim = f.read().strip()
+            except OSError:
+                claim = ""
+            if claim:
+                answer = json.loads(data)
+                if isinstance(answer.get("hits", {}).get("total"), dict):
+                    answer["hits"]["total"]["value"] = int(claim)
+                    data = json.dumps(answer).encode()
         self.reply(status, data, ctype)
 
     def mode(self):
@@ -194,6 +207,7 @@ def main():
     p.add_argument("--dump", help="write large bulk bodies to this folder (debugging)")
     p.add_argument("--mode-file", help="a file holding the refusal mode (none, item-403, 401, 413), read on every bulk")
     p.add_argument("--delete-delay", type=float, default=0, help="seconds to hold every DELETE before forwarding it")
+    p.add_argument("--search-total", help="a file whose integer, when not empty, replaces hits.total.value in every _search answer")
     p.add_argument("--cat-indices", help="a file whose contents, when not empty, answer every GET /_cat/indices (a broken store's answer)")
     args = p.parse_args()
     rng = random.Random(args.seed)
