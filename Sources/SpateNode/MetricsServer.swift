@@ -49,10 +49,11 @@ final class MetricsServer: Service, Sendable {
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in open.value.subtract(1, ordering: .relaxed) }
-                return channel.pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout)).flatMap {
-                    channel.pipeline.configureHTTPServerPipeline()
-                }.flatMap {
-                    channel.pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
+                return channel.eventLoop.makeCompletedFuture {
+                    let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(allTimeout: Self.idleTimeout))
+                    try pipeline.configureHTTPServerPipeline()
+                    try pipeline.addHandler(MetricsHTTPHandler(metrics: metrics))
                 }
             }
         let channel: any Channel
