@@ -141,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "spate-probe",
             dependencies: [
-                "SpateProbe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SpateProbe", "SpateKafka", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict),

@@ -52,7 +52,10 @@ public final class IngestService: Service, Sendable {
 
     public func run() async throws {
         try await installTemplates()
-        let deadLetters = try DeadLetterQueue(configuration: configuration, counters: counters, logger: logger)
+        let deadLetters: DeadLetterQueue
+        do { deadLetters = try DeadLetterQueue(configuration: configuration, counters: counters, logger: logger) } catch {
+            throw Self.configurationError(error) ?? error
+        }
         let writer = BulkWriter(
             client: elastic, configuration: configuration, counters: counters, deadLetters: deadLetters, metrics: metrics, logger: logger)
         let store = CheckpointStore(client: elastic, configuration: configuration)
@@ -74,12 +77,15 @@ public final class IngestService: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
+        let refused = Mutex<ConfigurationError?>(nil)
         await withGracefulShutdownHandler {
             // Run until a worker fails or shutdown is requested.
             while !Task.isShuttingDownGracefully {
                 if let failed = workers.first(where: { $0.failure.withLock { $0 != nil } }) {
-                    logger.critical("worker \(failed.index) failed: \(failed.failure.withLock { $0! })")
+                    let error = failed.failure.withLock { $0 }
+                    logger.critical("worker \(failed.index) failed: \(error.map { "\($0)" } ?? "")")
                     incompleteShutdown.store(true, ordering: .relaxed)
+                    refused.withLock { $0 = error.flatMap(Self.configurationError) }
                     break
                 }
                 try? await Task.sleep(for: .milliseconds(100))
@@ -109,6 +115,16 @@ public final class IngestService: Service, Sendable {
         elastic.shutdown()
         logger.info(
             "ingest stopped: \(counters.records.load(ordering: .relaxed)) records, \(counters.documentsWritten.load(ordering: .relaxed)) documents written")
+        if let e = refused.withLock({ $0 }) { throw e }
+    }
+
+    /// A Kafka client librdkafka would not create from the node's properties is a configuration
+    /// error (exit 2): each property passed its own check at start, and librdkafka checks some
+    /// only together, when the client is created (`message.timeout.ms` above `linger.ms`, an
+    /// `ssl.ca.location` that does not load). Nil for other failures.
+    static func configurationError(_ error: any Error) -> ConfigurationError? {
+        guard let e = error as? KafkaError, e.code == .clientCreation || e.code == .configuration else { return nil }
+        return ConfigurationError("kafka.properties", "librdkafka refused the Kafka properties (kafka.properties and -X): \(e)")
     }
 
     /// Installs each template unless the store already has this version: one per view, the

@@ -53,6 +53,23 @@ struct NodeStartupTests {
         #expect(run.output.contains("kafka.topic = flows.x"), "\(run.output)")
     }
 
+    @Test("-X properties that librdkafka refuses only together exit 2 once the node creates its clients")
+    func conflictingProperties() async throws {
+        try await NodeTestBed.with(services: try TestServices.shared(), name: "conflict") { bed in
+            let config = bed.directory + "/conflict.yaml"
+            try bed.configuration(node: "c", elasticURL: nil, ingest: [:], workers: 1, retention: [:], extra: "")
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            // Each passes alone; the producer refuses message.timeout.ms at or below linger.ms.
+            let child = try ChildProcess(
+                try Binaries.path("spate-node"), ["--config", config, "-X", "message.timeout.ms=5", "-X", "linger.ms=50"],
+                logPath: bed.directory + "/conflict.log")
+            let status = child.wait(timeout: .seconds(60))
+            if status == nil { child.signal(SIGKILL) }
+            #expect(status == 2, "\(child.output)")
+            #expect(child.output.contains("kafka.properties") && child.output.contains("linger.ms"), "\(child.output)")
+        }
+    }
+
     @Test("a listen port in use exits 2 naming the key", arguments: ["query", "metrics"])
     func portInUse(section: String) throws {
         let taken = try BlackHoleServer()

@@ -114,6 +114,8 @@ struct ProbeTests {
         (["--rate", "-5"], "--rate"), (["--batch", "0"], "--batch"), (["--compression", "brotli"], "--compression"),
         (["--malformed", "1.5"], "--malformed"), (["--malformed", "0.9999999999999999"], "--malformed"), (["--start", "yesterday-ish"], "--start"), (["-X", "novalue"], "-X"),
         (["--duration", "10 parsecs"], "--duration"), (["--count", "5", "--duration", "5s"], "--count"),
+        // Each passes alone; the producer refuses message.timeout.ms at or below linger.ms.
+        (["-X", "message.timeout.ms=5", "-X", "linger.ms=50", "--count", "1"], "-X"),
     ])
     func badFlags(arguments: [String], flag: String) throws {
         let run = try runProbe(["--bootstrap", "127.0.0.1:1"] + arguments, logName: "probe-flags")
