@@ -98,7 +98,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict),
-        // YAML from files (configuration, dashboards) with anchors, aliases and huge documents refused.
+        // YAML from files (configuration, dashboards), their size and node count bounded (aliases expanded and counted).
         .target(
             name: "SpateYAML",
             dependencies: [.product(name: "Yams", package: "Yams")],

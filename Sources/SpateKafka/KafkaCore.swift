@@ -126,9 +126,12 @@ func makeKafkaHandle(type: rd_kafka_type_t, conf: OpaquePointer, callbacks: Kafk
     rd_kafka_conf_set_error_cb(conf, kafkaErrorCallback)
     var errstr = [CChar](repeating: 0, count: 512)
     guard let rk = rd_kafka_new(type, conf, &errstr, errstr.count) else {
+        // INVALID_ARG: the properties, taken together (conf finalize, SSL context, SASL,
+        // assignors); anything else (a thread that could not start) is not the configuration's.
+        let refused = rd_kafka_last_error() == RD_KAFKA_RESP_ERR__INVALID_ARG
         rd_kafka_conf_destroy(conf)
         let reason = String(decoding: errstr.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        throw KafkaError(.clientCreation, reason)
+        throw KafkaError(refused ? .configuration : .clientCreation, reason)
     }
     return rk
 }

@@ -9,11 +9,12 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
-        /// A property was rejected; the message names the key and librdkafka's reason.
+        /// A property was rejected, alone or, when the client was created, together with
+        /// others; the message has librdkafka's reason, which names the keys.
         public static let configuration = Code(.configuration)
         /// The loaded librdkafka is older than Spate supports.
         public static let unsupportedVersion = Code(.unsupportedVersion)
-        /// rd_kafka_new failed.
+        /// rd_kafka_new failed for another reason than the properties (a thread could not start).
         public static let clientCreation = Code(.clientCreation)
         /// A message could not be enqueued.
         public static let produce = Code(.produce)

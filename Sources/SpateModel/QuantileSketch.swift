@@ -210,13 +210,14 @@ extension QuantileSketch {
     public static let maxRTTBucket = QuantileSketch(relativeAccuracy: rttAccuracy).bucket(of: Double(UInt32.max)) ?? 0
 
     /// An RTT sketch read from outside (a stored document, a snapshot, a peer's answer): nil
-    /// unless it parses (`init(serialized:)`), has `rttAccuracy`, and occupies no bucket above
-    /// `maxRTTBucket`. A sketch that merely parses can name any accuracy down to 0.0001 and
-    /// buckets millions apart, and merging two such sketches fills the gap between them: 28 MB
-    /// from 17 bytes. Valid RTT sketches span at most `maxRTTBucket + 1` buckets (~9 KB).
+    /// unless it parses (`init(serialized:)`), has `rttAccuracy`, and holds counts (zeros
+    /// included) for no bucket above `maxRTTBucket`. A sketch that merely parses can name any
+    /// accuracy down to 0.0001 and buckets millions apart, and merging two such sketches fills
+    /// the gap between them: 28 MB from 17 bytes. Valid RTT sketches span at most
+    /// `maxRTTBucket + 1` buckets (~9 KB).
     public init?(rttSerialized bytes: [UInt8]) {
         guard let q = QuantileSketch(serialized: bytes), q.relativeAccuracy == Self.rttAccuracy,
-            q.occupiedBuckets.map({ $0.upperBound <= Self.maxRTTBucket }) ?? true
+            q.counts.isEmpty || q.offset + q.counts.count - 1 <= Self.maxRTTBucket
         else { return nil }
         self = q
     }

@@ -121,9 +121,10 @@ public final class IngestService: Service, Sendable {
     /// A Kafka client librdkafka would not create from the node's properties is a configuration
     /// error (exit 2): each property passed its own check at start, and librdkafka checks some
     /// only together, when the client is created (`message.timeout.ms` above `linger.ms`, an
-    /// `ssl.ca.location` that does not load). Nil for other failures.
+    /// `ssl.ca.location` that does not load). Nil for other failures (a thread that could not
+    /// start stays exit 1).
     static func configurationError(_ error: any Error) -> ConfigurationError? {
-        guard let e = error as? KafkaError, e.code == .clientCreation || e.code == .configuration else { return nil }
+        guard let e = error as? KafkaError, e.code == .configuration else { return nil }
         return ConfigurationError("kafka.properties", "librdkafka refused the Kafka properties (kafka.properties and -X): \(e)")
     }
 

@@ -11,14 +11,14 @@ import Synchronization
 ///
 /// Bounded for a listener someone hostile can reach: at most `maxConnections` at once (more are
 /// closed as they arrive), a connection idle for `idleTimeout` is closed, and so is one that
-/// stops reading its answers (pipelined requests whose responses pile up past
-/// `maxPendingBytes` unsent: each scrape is tens of KB, and nothing else bounded them).
+/// sends a request while more than `maxPendingBytes` of its earlier answers wait unsent (it
+/// pipelines without reading: each scrape is tens of KB, and nothing else bounded them).
 final class MetricsServer: Service, Sendable {
     /// Connections served at once.
     static let maxConnections = 64
     /// A connection with nothing received or sent for this long is closed.
     static let idleTimeout = TimeAmount.minutes(5)
-    /// Response bytes a connection may leave unsent before it is closed.
+    /// Unsent response bytes above which a connection's next request closes it.
     static let maxPendingBytes = 1 << 20
 
     private let listen: String
@@ -93,14 +93,10 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, Sendable {
         }
     }
 
-    /// Answers pile up unsent past `MetricsServer.maxPendingBytes`: the client is not reading.
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if !context.channel.isWritable { context.close(promise: nil) }
-        context.fireChannelWritabilityChanged()
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .head(let request) = unwrapInboundIn(data) else { return }
+        // A request while more than `maxPendingBytes` of earlier answers wait unsent: the client
+        // pipelines without reading. One answer of any size is still sent whole.
         guard context.channel.isWritable else {
             context.close(promise: nil)
             return

@@ -17,21 +17,30 @@ public enum BoundedYAML {
         public let description: String
     }
 
-    /// The text of the YAML file at `path`.
-    /// - Throws: `Refusal` when it is not a regular file, is larger than `maxBytes`, cannot be
-    ///   read, or is not UTF-8.
+    /// The text of the YAML file at `path` (a symbolic link is followed).
+    /// - Throws: `Refusal` when it cannot be opened, is not a regular file, is larger than
+    ///   `maxBytes`, or is not UTF-8.
     public static func read(path: String) throws -> String {
-        let attributes: [FileAttributeKey: Any]
-        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
-            throw Refusal(description: "cannot read \(path): \(error.localizedDescription)")
+        // Non-blocking, so that opening a FIFO does not wait for a writer; the type is checked
+        // on the open descriptor, and at most `maxBytes + 1` bytes are read from it.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw Refusal(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw Refusal(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw Refusal(description: "\(path) is not a regular file") }
+        var bytes = [UInt8](repeating: 0, count: maxBytes + 1)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress! + count, $0.count - count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw Refusal(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            count += n
         }
-        guard attributes[.type] as? FileAttributeType == .typeRegular else { throw Refusal(description: "\(path) is not a regular file") }
-        guard let size = (attributes[.size] as? NSNumber)?.intValue, size <= maxBytes else {
-            throw Refusal(description: "\(path) is larger than \(maxBytes) bytes")
-        }
-        do { return try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw Refusal(description: "cannot read \(path): \(error.localizedDescription)")
-        }
+        guard count <= maxBytes else { throw Refusal(description: "\(path) is larger than \(maxBytes) bytes") }
+        guard let text = String(validating: bytes[..<count], as: UTF8.self) else { throw Refusal(description: "\(path) is not UTF-8") }
+        return text
     }
 
     /// Composes `text` into a node tree (nil for an empty document).

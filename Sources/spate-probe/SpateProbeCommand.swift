@@ -16,8 +16,8 @@ struct SpateProbeCommand: ParsableCommand {
             the same other options) produces byte-identical messages.
             SIGTERM/SIGINT: send nothing more, wait at most 3 s for outstanding acknowledgements, give up the \
             rest (counted as failed), write the manifest and exit.
-            Exit codes: 0 every message sent was acknowledged; 1 the run failed (the manifest could not be \
-            written); 2 invalid options, -X librdkafka properties included (also those librdkafka refuses only \
+            Exit codes: 0 every message sent was acknowledged; 1 the run failed (the producer failed, the \
+            manifest could not be written); 2 invalid options, -X librdkafka properties included (also those librdkafka refuses only \
             together, when the producer is created); 3 some \
             messages were not acknowledged (the broker stayed away beyond librdkafka's message.timeout.ms, \
             600 s unless set with -X, or they were given up after a stop).
@@ -135,9 +135,9 @@ struct SpateProbeCommand: ParsableCommand {
         let result: Manifest
         do {
             result = try runner.run()
-        } catch let e as KafkaError where e.code == .clientCreation || e.code == .configuration {
+        } catch let e as KafkaError where e.code == .configuration {
             // Each -X property passed its own check; librdkafka checks some only together.
-            FileHandle.standardError.write(Data("spate-probe: -X: librdkafka refused the properties: \(e)\n".utf8))
+            FileHandle.standardError.write(Data("spate-probe: librdkafka refused the Kafka properties (-X and the probe's own): \(e)\n".utf8))
             throw ExitCode(2)
         } catch {
             FileHandle.standardError.write(Data("spate-probe: \(error)\n".utf8))

@@ -124,6 +124,9 @@ struct StoreAnswerTests {
         #expect(top > 1_000 && top < 1_200, "\(top)")
         #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: Int64(top) + 1, counts: [1])) == nil)
         #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: Int64(top), counts: [1])) != nil)
+        // Only a zero count, far above: nothing occupied, yet the next merge grew to cover it.
+        #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: 35_000, counts: [0])) == nil)
+        #expect(QuantileSketch(rttSerialized: sketch(accuracy: 100, offset: 0, counts: [1] + Array(repeating: 0, count: top + 1))) == nil)
         // What the rollup writes reads back whole.
         var rtt = QuantileSketch(relativeAccuracy: QuantileSketch.rttAccuracy)
         for v in [0.0, 1, 250, 4_000, Double(UInt32.max)] { rtt.add(v) }

@@ -38,6 +38,18 @@ struct ConfigurationTests {
         #expect((try? Self.load("node: {id: &n alpha}\nkafka: {group: *n}\n"))?.kafka.group == "alpha")
     }
 
+    @Test("a configuration file reached through a symbolic link is read (ConfigMap mounts are links)")
+    func symlinkedFile() throws {
+        let dir = NSTemporaryDirectory() + "/spate-config-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try "node: {id: linked}\n".write(toFile: dir + "/real.yaml", atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: dir + "/node.yaml", withDestinationPath: dir + "/real.yaml")
+        #expect(try NodeConfiguration.load(path: dir + "/node.yaml", environment: [:]).node.id == "linked")
+        #expect(mkfifo(dir + "/fifo.yaml", 0o600) == 0)
+        #expect(throws: ConfigurationError.self) { _ = try NodeConfiguration.load(path: dir + "/fifo.yaml", environment: [:]) }
+    }
+
     @Test(
         "invalid settings name the key and the reason",
         arguments: [
