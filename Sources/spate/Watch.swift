@@ -33,8 +33,9 @@ struct Dashboard: Sendable {
     static func load(path: String) throws -> Dashboard {
         let text: String
         do { text = try BoundedYAML.read(path: path) } catch { throw ValidationError("--dashboard: \(error)") }
-        do { _ = try BoundedYAML.compose(text) } catch { throw ValidationError("--dashboard: \(path): \(error)") }
-        guard let root = try? Yams.load(yaml: text) as? [String: Any] else { throw ValidationError("--dashboard: \(path) is not a YAML mapping") }
+        let composed: Yams.Node?
+        do { composed = try BoundedYAML.compose(text) } catch { throw ValidationError("--dashboard: \(path): \(error)") }
+        guard let root = composed?.any as? [String: Any] else { throw ValidationError("--dashboard: \(path) is not a YAML mapping") }
         func duration(_ v: Any?, _ key: String, _ d: UInt64, max: UInt64 = TimeParsing.maxDurationMs) throws -> UInt64 {
             guard let v else { return d }
             guard let ms = TimeParsing.durationMs("\(v)"), ms > 0, ms <= max else {
