@@ -161,7 +161,7 @@ extension PartitionRollup {
                     if slot.subscribers == nil { slot.subscribers = HyperLogLog(precision: b.hllPrecision) }
                     slot.subscribers?.merge(b.subscriberSketch(i))
                 case .rtt? where b.trackRTT:
-                    if slot.rtt == nil { slot.rtt = PartitionRollup.rttMapping }
+                    if slot.rtt == nil { slot.rtt = QuantileSketch.emptyRTT }
                     slot.rtt?.merge(b.rttSketches[i])
                 default: break
                 }

@@ -94,9 +94,6 @@ public final class PartitionRollup {
     private let needsSubscriber: Bool
     /// The subscriber's position among a record's interned strings (-1: not interned).
     private let subscriberSlot: Int
-    /// An empty RTT sketch: the bucket mapping every RTT sketch shares (`QuantileSketch.rttAccuracy`),
-    /// and what each new one starts as.
-    static let rttMapping = QuantileSketch(relativeAccuracy: QuantileSketch.rttAccuracy)
 
     public init(
         partition: Int32, views: [ViewDefinition], latenessMs: UInt64, interner: StringInterner = StringInterner(),
@@ -196,6 +193,7 @@ public final class PartitionRollup {
         var messageMax = maxEventTs
         let maxBefore = maxEventTs
         let subscriberSlot = self.subscriberSlot
+        let rttMapping = QuantileSketch.emptyRTT
         inputs.removeAll(keepingCapacity: true)
         for i in 0..<n {
             let r = batch[i]
@@ -212,7 +210,7 @@ public final class PartitionRollup {
             let rtt = r.rttMicros
             var input = FoldInput(
                 record: i, endTimeMs: ts, flows: UInt64(r.flows), bytesUp: r.bytesUp, bytesDown: r.bytesDown, packetsUp: r.packetsUp,
-                packetsDown: r.packetsDown, rttMicros: rtt, rttBucket: rtt > 0 ? Self.rttMapping.bucket(of: Double(rtt)) : nil,
+                packetsDown: r.packetsDown, rttMicros: rtt, rttBucket: rtt > 0 ? rttMapping.bucket(of: Double(rtt)) : nil,
                 hasSubscriber: false, subscriberHash: 0)
             if subscriberSlot >= 0 && scratchIDs[i * stride + subscriberSlot] != 0 {
                 // The subscriber's stable hash, kept by the interner (its entry was just read).

@@ -229,7 +229,7 @@ final class BucketCells {
         keys.append(contentsOf: UnsafeBufferPointer(start: key, count: width))
         cells.append(RollupCell())
         if trackSubscribers { subscriberSketches.append(HyperLogLog(precision: hllPrecision)) }
-        if trackRTT { rttSketches.append(PartitionRollup.rttMapping) }
+        if trackRTT { rttSketches.append(QuantileSketch.emptyRTT) }
         slots[slot] = tag | UInt64(i + 1)
         if cells.count * 2 > slots.count { grow() }
         return i

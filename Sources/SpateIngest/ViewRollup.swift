@@ -425,7 +425,7 @@ final class ViewRollup {
         // Sums saturate and sketches merge as sets: the rest may be taken in any order.
         var other = RollupCell()
         var hll: HyperLogLog? = b.trackSubscribers ? HyperLogLog(precision: b.hllPrecision) : nil
-        var rtt: QuantileSketch? = b.trackRTT ? PartitionRollup.rttMapping : nil
+        var rtt: QuantileSketch? = b.trackRTT ? QuantileSketch.emptyRTT : nil
         for i in 0..<b.count where !inTop[i] {
             let c = b.cells[i]
             other.records = CellSum.add(other.records, c.records)

@@ -206,8 +206,12 @@ extension QuantileSketch {
     /// The accuracy of every RTT sketch Spate writes (the rollup's and the documents').
     public static let rttAccuracy = 0.01
 
+    /// An empty RTT sketch: the bucket mapping every RTT sketch shares, and what each new one
+    /// starts as.
+    public static let emptyRTT = QuantileSketch(relativeAccuracy: rttAccuracy)
+
     /// The highest bucket an RTT reaches at `rttAccuracy`: `rtt_us` is 32 bits.
-    public static let maxRTTBucket = QuantileSketch(relativeAccuracy: rttAccuracy).bucket(of: Double(UInt32.max)) ?? 0
+    public static let maxRTTBucket = emptyRTT.bucket(of: Double(UInt32.max)) ?? 0
 
     /// An RTT sketch read from outside (a stored document, a snapshot, a peer's answer): nil
     /// unless it parses (`init(serialized:)`), has `rttAccuracy`, and holds counts (zeros
