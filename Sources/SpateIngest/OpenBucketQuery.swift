@@ -114,7 +114,7 @@ extension PartitionRollup {
         let filterPositions = request.filters.map { f in (f, dims.firstIndex(of: f.dimension)) }
         // An `in` filter may list 1,024 values and a bucket hold 200,000 distinct ones: looked up
         // in a set, not compared one by one (this runs on the ingest thread).
-        let valueSets = request.filters.map { $0.op == .in ? Set($0.values) : nil }
+        let valueSets = request.filters.map { Set($0.values) }
         // A filter or grouping on a dimension the view does not have cannot be answered here.
         guard filterPositions.allSatisfy({ $0.1 != nil }) else { throw OpenBucketRefusal.unknownView }
         let groupPosition = request.grouped.flatMap { dims.firstIndex(of: $0) }
@@ -175,12 +175,12 @@ extension PartitionRollup {
         return OpenBucketPart(partition: partition, heldFromMs: heldFrom, slots: slots, cells: cells)
     }
 
-    /// Whether `value` passes `f`; `valueSet` is `f.values` as a set, for `in`.
-    static func matches(_ f: QueryFilter, _ value: String, valueSet: Set<String>?) -> Bool {
+    /// Whether `value` passes `f`; `valueSet` is `f.values` as a set (what `in` looks up).
+    static func matches(_ f: QueryFilter, _ value: String, valueSet: Set<String>) -> Bool {
         switch f.op {
         case .eq: return f.values.first == value
         case .notEq: return f.values.first != value
-        case .in: return valueSet?.contains(value) ?? f.values.contains(value)
+        case .in: return valueSet.contains(value)
         case .prefix: return f.values.first.map { value.hasPrefix($0) } ?? false
         }
     }
