@@ -77,15 +77,12 @@ public final class IngestService: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(200))
             }
         }
-        let refused = Mutex<ConfigurationError?>(nil)
         await withGracefulShutdownHandler {
             // Run until a worker fails or shutdown is requested.
             while !Task.isShuttingDownGracefully {
                 if let failed = workers.first(where: { $0.failure.withLock { $0 != nil } }) {
-                    let error = failed.failure.withLock { $0 }
-                    logger.critical("worker \(failed.index) failed: \(error.map { "\($0)" } ?? "")")
+                    logger.critical("worker \(failed.index) failed: \(failed.failure.withLock { $0! })")
                     incompleteShutdown.store(true, ordering: .relaxed)
-                    refused.withLock { $0 = error.flatMap(Self.configurationError) }
                     break
                 }
                 try? await Task.sleep(for: .milliseconds(100))
@@ -115,7 +112,8 @@ public final class IngestService: Service, Sendable {
         elastic.shutdown()
         logger.info(
             "ingest stopped: \(counters.records.load(ordering: .relaxed)) records, \(counters.documentsWritten.load(ordering: .relaxed)) documents written")
-        if let e = refused.withLock({ $0 }) { throw e }
+        // A worker that could not start because of the properties: a configuration error.
+        if let e = workers.lazy.compactMap({ $0.failure.withLock { $0 } }).first.flatMap(Self.configurationError) { throw e }
     }
 
     /// A Kafka client librdkafka would not create from the node's properties is a configuration
