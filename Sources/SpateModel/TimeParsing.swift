@@ -79,4 +79,7 @@ extension Character {
 extension Duration {
     /// The duration in whole milliseconds (sub-millisecond parts truncated).
     public var wholeMilliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
+
+    /// The duration in seconds, as a Double (rates, timings).
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -6,6 +6,7 @@ import SpateSchema
 import SpateJSON
 import SpateKafka
 public import Synchronization
+import SpateModel
 
 /// The ingest side of a node as a Service: installs the index templates, runs the workers,
 /// logs counters, and on graceful shutdown (SIGTERM/SIGINT) makes every worker flush,
@@ -177,7 +178,7 @@ public final class IngestService: Service, Sendable {
             let records = c.records.load(ordering: .relaxed)
             let docs = c.documentsWritten.load(ordering: .relaxed)
             let now = ContinuousClock.now
-            let seconds = Double((now - last.at).components.seconds) + Double((now - last.at).components.attoseconds) / 1e18
+            let seconds = (now - last.at).inSeconds
             let progress = c.progress
             let lag: Int64 = progress.values.compactMap(\.lag).reduce(0, +)
             let recordRate = Int(Double(records - last.records) / seconds)

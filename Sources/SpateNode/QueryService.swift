@@ -171,8 +171,7 @@ final class RateTracker: @unchecked Sendable {
         defer { lock.unlock() }
         let now = ContinuousClock.now
         if let l = last {
-            let d = now - l.at
-            let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+            let s = (now - l.at).inSeconds
             if s >= 1 {
                 current = (Double(records - l.records) / s, Double(documents - l.documents) / s)
                 last = (records, documents, now)

@@ -21,14 +21,14 @@ public enum ProbeBenchmarks {
             index += UInt64(batch)
             probe = probe % UInt32(probes) + 1
         }
-        let d = ContinuousClock.now - start
-        let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let seconds = (ContinuousClock.now - start).inSeconds
         precondition(bytes > 0)
         return Double(index) / seconds
     }
 }
 
 import SpateCodec
+import SpateModel
 
 extension ProbeBenchmarks {
     /// Unpacks probe batches with protobuf-c into the arena and reads every record's volume
@@ -60,7 +60,7 @@ extension ProbeBenchmarks {
         }
         let d = ContinuousClock.now - start
         precondition(sum != 0)
-        return Double(done) / (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18)
+        return Double(done) / d.inSeconds
     }
 }
 

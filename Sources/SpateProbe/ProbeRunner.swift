@@ -3,6 +3,7 @@ public import Logging
 import SpateCodec
 import SpateKafka
 import Synchronization
+import SpateModel
 
 /// Counters the progress display reads while the run goes on.
 final class ProbeCounters: Sendable {
@@ -167,7 +168,7 @@ public final class ProbeRunner: Sendable {
                     progress.tick(now: now)
                     // In slices, so that a stop request is seen within 100 ms at any rate.
                     let wait = min(due - now, .milliseconds(100))
-                    Thread.sleep(forTimeInterval: Double(wait.components.attoseconds) / 1e18 + Double(wait.components.seconds))
+                    Thread.sleep(forTimeInterval: wait.inSeconds)
                     continue
                 }
             }
@@ -222,7 +223,7 @@ public final class ProbeRunner: Sendable {
                 sent: messageIndex, acknowledged: a.messages.acknowledged, failed: a.messages.failed,
                 failedPossiblyPersisted: a.messages.failedPossiblyPersisted),
             malformed: a.malformed, brokerErrors: counters.brokerErrors.load(ordering: .relaxed),
-            elapsedSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+            elapsedSeconds: elapsed.inSeconds,
             byMinuteApplication: a.byMinuteApplication.map { key, t in
                 Manifest.MinuteApplication(minuteMs: (key >> 20) * 60_000, application: names[Int(key & 0xfffff)], totals: t)
             }.sorted { ($0.minuteMs, $0.application) < ($1.minuteMs, $1.application) },

@@ -43,8 +43,8 @@ final class ProgressDisplay {
         let bytes = counters.bytesSent.load(ordering: .relaxed)
         let failed = counters.messagesFailed.load(ordering: .relaxed)
         let brokerErrors = counters.brokerErrors.load(ordering: .relaxed)
-        let elapsed = seconds(now - start)
-        let window = max(seconds(now - lastSample), 1e-3)
+        let elapsed = (now - start).inSeconds
+        let window = max((now - lastSample).inSeconds, 1e-3)
         let rate = final ? Double(acked) / max(elapsed, 1e-3) : Double(acked - lastAcked) / window
         let mbps = (final ? Double(bytes) / max(elapsed, 1e-3) : Double(bytes - lastBytes) / window) / 1e6
         lastAcked = acked
@@ -56,7 +56,7 @@ final class ProgressDisplay {
         if let target, rate > 0, !final {
             eta = " eta " + clockText(Double(target > sent ? target - sent : 0) / rate)
         } else if let duration, !final {
-            eta = " eta " + clockText(max(0, seconds(duration) - elapsed))
+            eta = " eta " + clockText(max(0, duration.inSeconds - elapsed))
         }
         var line = "\(human(acked)) acked / \(human(sent)) sent  \(human(UInt64(clamping: rate)))/s  \(String(format: "%.1f", mbps)) MB/s  "
             + clockText(elapsed) + eta
@@ -69,10 +69,6 @@ final class ProgressDisplay {
         } else {
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
-    }
-
-    private func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     }
 
     /// `s` seconds as m:ss or h:mm:ss; "∞" from 10^9 s (31 years) on, where a `--count` near

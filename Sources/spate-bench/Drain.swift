@@ -4,6 +4,7 @@ import Logging
 import SpateCodec
 import SpateKafka
 import Synchronization
+import SpateModel
 
 /// The decode-only ceiling of ingest: the same Kafka consumers and protobuf-c decoding as
 /// spate-node, without rollups, flushes or commits.
@@ -83,16 +84,12 @@ struct Drain: ParsableCommand {
         for _ in 0..<workers { done.wait() }
         let end = ContinuousClock.now
         guard let start = firstAt.withLock({ $0 }) else { throw ValidationError("no records consumed") }
-        func secondsSince(_ t: ContinuousClock.Instant) -> Double {
-            let d = end - t
-            return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-        }
-        let seconds = secondsSince(start)
+        let seconds = (end - start).inSeconds
         let n = total.load(ordering: .relaxed)
         print(String(format: "drain: %.0f records/s (%llu records in %.2f s, %d workers, from the first record)", Double(n) / seconds, n, seconds, workers))
         let started = starts.withLock { $0 }
         if started.count == workers, let last = started.max(by: { $0.at < $1.at }) {
-            let seconds = secondsSince(last.at)
+            let seconds = (end - last.at).inSeconds
             print(String(format: "drain-all: %.0f records/s (%llu records in %.2f s, from the last consumer's first record)", Double(n - last.total) / seconds, n - last.total, seconds))
         }
         let (messages, partitionRuns) = runs.withLock { $0 }
